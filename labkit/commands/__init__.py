@@ -1,0 +1,1 @@
+"""Command groups of ``python -m labkit``; see :mod:`labkit.cli`."""
