@@ -1,0 +1,154 @@
+"""``python -m labkit evaluate cv``: cross-entropy of a melody model under k-fold cross-validation by tune.
+
+Examples::
+
+    python -m labkit evaluate cv --corpus-subset kinder0 --pitch-only          # IDyOM's kinder set
+    python -m labkit evaluate cv --midi-dir my_tunes/ --folds 10 --json
+    python -m labkit evaluate cv --corpus-subset kinder0 --pitch-only --model lstm \\
+        --pretrain-style german                                                 # LSTM, pretrained
+
+See :mod:`labkit.evaluate` for the protocol.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _order(text: str):
+    if text.strip().lower() in ("*", "star", "none", "unbounded"):
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"order must be an integer >= 0 or 'star', got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"order must be >= 0, got {value}")
+    return value
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("evaluate", help="evaluate melody models (cross-entropy, cross-validation)")
+    sub = parser.add_subparsers(dest="evaluate_command", metavar="ACTION", required=True)
+    cv = sub.add_parser("cv", help="k-fold cross-validation by tune: bits per note of held-out tunes",
+                        description="Cross-entropy (bits per note) of held-out tunes under k-fold "
+                                    "cross-validation by tune. Each fold's model never sees the fold's tunes.")
+    source = cv.add_argument_group("tunes (one of these is needed)")
+    source.add_argument("--midi-dir", help="folder searched recursively for .mid/.midi/.kar files (one tune each)")
+    source.add_argument("--corpus-subset", nargs="+", metavar="SUBSET",
+                        help="shipped corpus tunes of these subsets (e.g. kinder0)")
+    source.add_argument("--style", nargs="+", metavar="STYLE", help="shipped corpus tunes of these styles")
+    source.add_argument("--collection", nargs="+", metavar="NAME", help="shipped corpus tunes of these collections")
+    source.add_argument("--ids", nargs="+", metavar="ID",
+                        help="shipped corpus tunes with these ids or shell-style patterns (e.g. 'bach-bwv3[0-9][0-9]')")
+    cv.add_argument("--folds", type=int, default=10, help="number of folds (default: 10)")
+    cv.add_argument("--seed", type=int, default=0, help="seed of the folds and of the LSTM (default: 0)")
+    cv.add_argument("--pitch-only", action="store_true",
+                    help="predict each note's pitch from the previous pitches (IDyOM's setting); "
+                         "default: predict every event (pitch and rhythm)")
+    cv.add_argument("--pitch-alphabet", choices=("midi", "corpus"), default="midi",
+                    help="pitch-only symbols: all 128 MIDI pitches (default), or only the pitches that occur "
+                         "in the tunes (IDyOM's convention; it lowers the cost of rare fallbacks)")
+    cv.add_argument("--model", choices=("ngram", "lstm"), default="ngram", help="model (default: ngram)")
+    cv.add_argument("--json", action="store_true",
+                    help='print only {"folds": [...], "mean_bits_per_note": X, "notes": N}')
+    cv.add_argument("--steps-per-quarter", type=int, default=4, help="time grid of the event view (default: 4)")
+    ngram = cv.add_argument_group("n-gram model")
+    ngram.add_argument("--ngram-models", choices=("ltm", "ltm+", "stm", "both", "both+"), default="both+",
+                       help="IDyOM configuration (default: both+ = long-term model that keeps learning, "
+                            "plus a short-term model of the tune itself)")
+    ngram.add_argument("--order", type=_order, default=None,
+                       help="order bound of the long-term model, or 'star' for unbounded PPM* (default: star)")
+    lstm = cv.add_argument_group("LSTM model")
+    lstm.add_argument("--hidden-size", type=int, default=128, help="LSTM units (default: 128)")
+    lstm.add_argument("--layers", type=int, default=1, help="LSTM layers (default: 1)")
+    lstm.add_argument("--steps", type=int, default=None, help="training steps per fold (default: 1200)")
+    pre = cv.add_argument_group("pretraining (both models)")
+    pre.add_argument("--pretrain-style", nargs="+", metavar="STYLE",
+                     help="also train on shipped corpus tunes of these styles (the LSTM: first, then it is "
+                          "fine-tuned on each fold); evaluated tunes and their near-duplicates are removed")
+    pre.add_argument("--pretrain-subset", nargs="+", metavar="SUBSET",
+                     help="the same, with corpus subsets")
+    cv.set_defaults(func=run_cv)
+
+
+def _say(args, text: str) -> None:
+    print(text, file=sys.stderr if args.json else sys.stdout, flush=True)
+
+
+def run_cv(args) -> int:
+    from labkit.errors import ConfigError
+    from labkit.evaluate import (VIEWS, LSTMModel, LSTMSettings, NgramModel, corpus_pitch_view,
+                                 cross_validate, load_corpus_melodies, load_midi_dir, usable_for_view)
+
+    corpus_filters = dict(subsets=args.corpus_subset, styles=args.style, collections=args.collection,
+                          ids=args.ids)
+    use_corpus = any(v for v in corpus_filters.values())
+    if args.pitch_alphabet != "midi" and not args.pitch_only:
+        raise ConfigError("--pitch-alphabet applies to --pitch-only evaluations")
+    if bool(args.midi_dir) == use_corpus:
+        raise ConfigError("give either --midi-dir or corpus filters (--corpus-subset, --style, --collection, --ids)")
+    if args.midi_dir:
+        melodies, skipped = load_midi_dir(args.midi_dir, args.steps_per_quarter)
+        where = args.midi_dir
+    else:
+        melodies, skipped = load_corpus_melodies(steps_per_quarter=args.steps_per_quarter, **corpus_filters)
+        where = "the corpus selection"
+    view = "pitch" if args.pitch_only else "event"
+    melodies, unusable = usable_for_view(melodies, view)
+    for path, problem in skipped + unusable:
+        _say(args, f"skipped  {path}: {problem}")
+    if len(melodies) < args.folds:
+        raise ConfigError(f"{len(melodies)} usable tune(s) in {where}; {args.folds}-fold cross-validation "
+                          f"needs at least {args.folds}")
+
+    pretrain = None
+    if args.pretrain_style or args.pretrain_subset:
+        pre, pre_skipped = load_corpus_melodies(steps_per_quarter=args.steps_per_quarter,
+                                                styles=args.pretrain_style, subsets=args.pretrain_subset)
+        pre, pre_unusable = usable_for_view(pre, view)
+        evaluated = {m.source for m in melodies}
+        pretrain = [m for m in pre if m.source not in evaluated]   # never pretrain on an evaluated tune
+        _say(args, f"pretraining tunes: {len(pretrain)} (before removing near-duplicates; "
+                   f"{len(pre_skipped) + len(pre_unusable)} unreadable skipped)")
+
+    if args.pitch_only and args.pitch_alphabet == "corpus":
+        view = corpus_pitch_view(melodies, pretrain or [])
+    alphabet = VIEWS[view][1] if isinstance(view, str) else view[1]
+
+    if args.model == "ngram":
+        description = f"n-gram {args.ngram_models}, order {'*' if args.order is None else args.order}"
+
+        def factory():
+            return NgramModel(alphabet, args.ngram_models, max_order=args.order)
+    else:
+        settings = LSTMSettings(hidden_size=args.hidden_size, num_layers=args.layers, seed=args.seed,
+                                seq_len=64 if args.pitch_only else 128,
+                                **({"num_steps": args.steps} if args.steps else {}))
+        cache: dict = {}
+        description = f"LSTM {args.layers}x{args.hidden_size}" + (" pretrained" if pretrain else "")
+
+        def factory():
+            return LSTMModel(alphabet, settings, cache)
+
+    notes = sum(len(m.pitches) for m in melodies)
+    view_name = f"{view} view" if isinstance(view, str) else f"pitch view over {alphabet} pitches"
+    _say(args, f"{len(melodies)} tunes, {notes} notes; {view_name}; {description}; {args.folds} folds, "
+               f"seed {args.seed}")
+
+    def progress(fold, k, bits, seconds):
+        _say(args, f"fold {fold + 1:2d}/{k}: {bits:.3f} bits/note ({seconds:.1f} s)")
+
+    result = cross_validate(melodies, factory, k=args.folds, seed=args.seed, pretrain=pretrain,
+                            view=view, progress=progress)
+    if args.json:
+        print(json.dumps(result.to_json()))
+        return 0
+    if pretrain is not None:
+        print(f"pretraining: {result.pretrain_used} tunes used, {result.pretrain_removed} removed as "
+              f"near-duplicates of evaluated tunes")
+    per_event = "" if args.pitch_only else f", {result.mean_bits_per_symbol:.3f} bits/event"
+    print(f"mean: {result.mean_bits_per_note:.3f} bits/note over {result.notes} notes{per_event} "
+          f"({result.seconds / 60:.1f} min)")
+    return 0
