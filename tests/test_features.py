@@ -1,0 +1,282 @@
+"""Tests of labkit.features: each feature group on hand-made melodies, hashing, batching."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pytest
+
+from labkit import features as F
+from labkit.errors import ConfigError, EncodingError
+from labkit.melody import Melody, split_phrases, transpose
+
+C_MAJOR = [60, 62, 64, 65, 67, 69, 71, 72]
+
+
+def scale(spq=4, **kwargs):
+    """C major scale in quarter notes."""
+    n = len(C_MAJOR)
+    return Melody.from_notes(C_MAJOR, np.arange(n) * spq, np.arange(1, n + 1) * spq, steps_per_quarter=spq, **kwargs)
+
+
+def one(melody, group, variant="raw"):
+    return F.melody_features(melody, variant, [group])[group]
+
+
+def named(group, values):
+    names = [n.split(":", 1)[1] for n in F.feature_names([group])]
+    return dict(zip(names, np.asarray(values).tolist()))
+
+
+# --- each group -----------------------------------------------------------------------
+
+def test_group_dims_and_names_agree():
+    for g in F.FEATURE_GROUPS:
+        assert len(F.feature_names([g])) == F.GROUP_DIMS[g] == F.group_dims(g)
+        assert one(scale(), g).shape == (F.GROUP_DIMS[g],)
+    assert F.GROUP_DIMS["pitch_class"] == 12 and F.GROUP_DIMS["interval"] == 25
+    assert set(g for gs in F.PAPER_GROUPS.values() for g in gs) == set(F.FEATURE_GROUPS)
+    assert len(F.PAPER_GROUPS) == 5
+
+
+def test_pitch_class_histogram_of_c_major_scale():
+    raw = one(scale(), "pitch_class")
+    assert raw.tolist() == [2, 0, 1, 0, 1, 1, 0, 1, 0, 1, 0, 1]
+    processed = one(scale(), "pitch_class", "processed")
+    np.testing.assert_allclose(processed, raw / 8, rtol=1e-6)
+    # raw pitch classes are absolute: a scale in D puts its notes two classes higher
+    assert np.array_equal(one(transpose(scale(), 2), "pitch_class"), np.roll(raw, 2))
+
+
+def test_processed_features_do_not_depend_on_the_key():
+    g_major = transpose(scale(), 7)  # its key field moves to G with it
+    assert g_major.key == 7
+    for g in ("pitch_class", "scale_degree", "interval", "contour", "duration", "onset_position"):
+        np.testing.assert_allclose(one(g_major, g, "processed"), one(scale(), g, "processed"), err_msg=g)
+    assert not np.array_equal(one(g_major, "pitch_class", "raw"), one(scale(), "pitch_class", "raw"))
+
+
+def test_scale_degree_uses_the_key_and_the_final_note():
+    # G major melody ending on its tonic G: degree 0 is G
+    m = Melody.from_notes([67, 71, 74, 67], [0, 4, 8, 12], [4, 8, 12, 20], key=7)
+    v = one(m, "scale_degree")
+    assert v[:12].tolist() == [3, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0]  # quarters on G, B, D
+    assert v[12:].tolist() == [1] + [0] * 11                          # final note on the tonic
+    p = one(m, "scale_degree", "processed")
+    assert p[:12].sum() == pytest.approx(1.0)
+
+
+def test_interval_histogram_clips_large_leaps():
+    m = Melody.from_notes([60, 62, 60, 80, 60], [0, 1, 2, 3, 4], [1, 2, 3, 4, 5])
+    v = named("interval", one(m, "interval"))
+    assert v["+2"] == 1 and v["-2"] == 1 and v["+12"] == 1 and v["-12"] == 1
+    assert sum(v.values()) == 4
+    p = one(m, "interval", "processed")
+    assert p.sum() == pytest.approx(1.0)
+
+
+def test_register_and_contour_on_a_hand_made_line():
+    m = Melody.from_notes([60, 64, 64, 62, 67], [0, 2, 4, 6, 8], [2, 4, 6, 8, 10])
+    lo, hi, mean, std, rng = one(m, "register")
+    assert (lo, hi, rng) == (60, 67, 7)
+    assert mean == pytest.approx(np.mean([60, 64, 64, 62, 67]))
+    assert std == pytest.approx(np.std([60, 64, 64, 62, 67]), rel=1e-5)
+    # intervals +4, 0, -2, +5: up 2, down 1, same 1; |.| mean 11/4, max 5; direction up->down->up = 2 changes
+    c = named("contour", one(m, "contour"))
+    assert (c["up"], c["down"], c["same"]) == (2, 1, 1)
+    assert c["mean_abs_interval"] == pytest.approx(11 / 4) and c["max_abs_interval"] == 5
+    assert c["direction_changes"] == 2
+    p = named("contour", one(m, "contour", "processed"))
+    assert p["up"] == pytest.approx(0.5) and p["direction_changes"] == pytest.approx(1.0)  # 2 of 2 possible
+
+
+def test_duration_bins_are_log_spaced_in_quarters():
+    # at 4 steps per quarter: eighth, quarter, dotted quarter, half
+    m = Melody.from_notes([60, 62, 64, 65], [0, 2, 6, 12], [2, 6, 12, 20])
+    v = named("duration", one(m, "duration"))
+    assert v["0.5q"] == 1 and v["1q"] == 1 and v["1.41q"] == 1 and v["2q"] == 1
+    # the same rhythm at 12 steps per quarter lands in the same bins
+    m12 = Melody.from_notes([60, 62, 64, 65], [0, 6, 18, 36], [6, 18, 36, 60], steps_per_quarter=12)
+    assert np.array_equal(one(m12, "duration"), one(m, "duration"))
+
+
+def test_density_counts_notes_and_rests():
+    # two quarter notes, a quarter rest, two quarter notes: 4 notes in 5 quarters, 1 rest
+    m = Melody.from_notes([60, 62, 64, 65], [0, 4, 12, 16], [4, 8, 16, 20])
+    raw = named("density", one(m, "density"))
+    assert raw == {"notes_per_quarter": 4, "rest_fraction": 1, "rests_per_note": 1, "length": 5}
+    p = named("density", one(m, "density", "processed"))
+    assert p["notes_per_quarter"] == pytest.approx(4 / 5) and p["rest_fraction"] == pytest.approx(1 / 5)
+    assert p["rests_per_note"] == pytest.approx(1 / 4) and p["length"] == pytest.approx(np.log2(6))
+
+
+def test_onset_position_and_metre_follow_the_time_signature():
+    # 6/8 at 4 steps/quarter: 12-step bars, notes on every eighth = every 2 steps
+    jig = Melody.from_notes([60] * 12, np.arange(12) * 2, np.arange(12) * 2 + 2, numerator=6, denominator=8)
+    pos = one(jig, "onset_position")
+    assert np.flatnonzero(pos).tolist() == [0, 4, 8, 12, 16, 20] and (pos[pos > 0] == 2).all()
+    metre = named("metre", one(jig, "metre"))
+    assert metre["num_6"] == 1 and metre["den_8"] == 1 and sum(metre.values()) == 2
+    # 4/4: 16-step bars; quarter notes fall on slots 0, 6, 12, 18
+    march = scale()
+    assert np.flatnonzero(one(march, "onset_position")).tolist() == [0, 6, 12, 18]
+    odd = named("metre", one(scale(numerator=7, denominator=16), "metre"))
+    assert odd["num_other"] == 1 and odd["den_other"] == 1
+
+
+# --- n-grams and the stable hash --------------------------------------------------------
+
+def _reference_hash(tokens, family, dims):
+    """The documented hash, written again with Python integers."""
+    mask = (1 << 64) - 1
+
+    def mix(z):
+        z = (z + 0x9E3779B97F4A7C15) & mask
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        return z ^ (z >> 31)
+
+    h = zlib.crc32(f"{family}/{len(tokens)}".encode()) & 0xFFFFFFFF
+    for t in tokens:
+        h = mix(((h << 16) & mask) | t)
+    return h % dims
+
+
+def test_hash_ngrams_matches_the_documented_formula():
+    grams = np.array([[26, 26], [24, 36], [0, 48], [13, 2]])
+    got = F.hash_ngrams(grams, "interval", 2048)
+    assert got.tolist() == [_reference_hash(g, "interval", 2048) for g in grams.tolist()]
+    tri = np.array([[1, 2, 3]])
+    assert F.hash_ngrams(tri, "duration", 4096)[0] == _reference_hash([1, 2, 3], "duration", 4096)
+    # families separate equal token numbers
+    assert F.hash_ngrams(grams, "duration", 1 << 30).tolist() != F.hash_ngrams(grams, "interval", 1 << 30).tolist()
+
+
+def test_hash_is_stable_across_processes():
+    code = ("import numpy as np; from labkit.features import hash_ngrams; "
+            "print(hash_ngrams(np.array([[26, 28], [24, 20, 31]][0:1]), 'interval', 2048).tolist(), "
+            "hash_ngrams(np.array([[24, 20, 31]]), 'interval', 2048).tolist())")
+    outs = set()
+    for seed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        outs.add(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                                check=True).stdout)
+    here = f"{F.hash_ngrams(np.array([[26, 28]]), 'interval', 2048).tolist()} " \
+           f"{F.hash_ngrams(np.array([[24, 20, 31]]), 'interval', 2048).tolist()}\n"
+    assert outs == {here}
+
+
+def test_ngram_counts():
+    m = scale()  # 7 intervals: 6 bigrams and 5 trigrams; 8 durations: 7 + 6
+    v = F.melody_features(m, "raw", ["interval_ngram", "duration_ngram"], ngram_dims=512)
+    assert v["interval_ngram"].shape == (512,) and v["interval_ngram"].sum() == 6 + 5
+    assert v["duration_ngram"].sum() == 7 + 6
+    # the scale's intervals (+2 +2 +1 +2 +2 +2 +1): bigram (+2, +2) occurs 3 times
+    bucket = F.hash_ngrams(np.array([[2 + 24, 2 + 24]]), "interval", 512)[0]
+    assert v["interval_ngram"][bucket] >= 3
+    p = F.melody_features(m, "processed", ["interval_ngram"], ngram_dims=512)["interval_ngram"]
+    assert p.sum() == pytest.approx(1.0)
+
+
+# --- matrices, paragraphs, edge cases -----------------------------------------------------
+
+def test_feature_matrix_rows_match_melody_features_and_order():
+    melodies = [scale(), transpose(scale(), 3), Melody.from_notes([70, 60], [0, 3], [2, 9], numerator=3)]
+    X, names = F.feature_matrix(melodies, "raw", ngram_dims=256)
+    assert X.dtype == np.float32 and X.shape == (3, len(names))
+    assert names == F.feature_names(None, False, 256)
+    for i, m in enumerate(melodies):
+        row = np.concatenate(list(F.melody_features(m, "raw", ngram_dims=256).values()))
+        np.testing.assert_array_equal(X[i], row)
+    # a subset of groups is a subset of columns; group order is canonical
+    Xs, sub = F.feature_matrix(melodies, "raw", ["contour", "interval"], ngram_dims=256)
+    assert sub == F.feature_names(["interval", "contour"])
+    np.testing.assert_array_equal(Xs, X[:, [names.index(n) for n in sub]])
+
+
+def test_empty_and_single_note_melodies_give_finite_rows():
+    empty = Melody(np.array([-2, -2, -2]))
+    single = Melody.from_notes([60], [0], [4])
+    X, names = F.feature_matrix([empty, single, scale()], "processed", paragraph=True, ngram_dims=64)
+    assert np.isfinite(X).all()
+    nonzero = {names[i] for i in np.flatnonzero(X[0])}
+    # an empty melody has only its time signature (and one empty phrase)
+    assert nonzero == {"metre:num_4", "metre:den_4", "phrase_mean:metre:num_4", "phrase_mean:metre:den_4",
+                       "phrase:count", "phrase:length_mean"}
+    single_row = dict(zip(names, X[1].tolist()))
+    assert single_row["pitch_class:C"] == 1.0 and single_row["contour:up"] == 0.0
+
+
+def test_bad_input_errors():
+    with pytest.raises(ConfigError, match="variant"):
+        F.feature_matrix([scale()], "cooked")
+    with pytest.raises(ConfigError, match="unknown feature group"):
+        F.feature_matrix([scale()], "raw", ["melody"])
+    with pytest.raises(EncodingError, match="Melody"):
+        F.feature_matrix([[60, 62]], "raw")
+    with pytest.raises(ConfigError):
+        F.hash_ngrams(np.array([1, 2]), "interval", 8)
+
+
+def test_paragraph_features_summarise_phrases():
+    # two phrases separated by a half-note rest: a rising and a falling one
+    m = Melody.from_notes([60, 62, 64, 64, 62, 60], [0, 4, 8, 20, 24, 28], [4, 8, 12, 24, 28, 32])
+    phrases = split_phrases(m)
+    assert len(phrases) == 2
+    X, names = F.feature_matrix([m], "raw", ["contour", "interval_ngram"], paragraph=True, ngram_dims=64)
+    row = dict(zip(names, X[0].tolist()))
+    assert row["phrase:count"] == 2
+    assert row["phrase_mean:contour:up"] == pytest.approx(1.0)    # phrase 1: 2 up; phrase 2: 0 up
+    assert row["phrase_std:contour:up"] == pytest.approx(1.0)
+    assert row["phrase:notes_mean"] == pytest.approx(3.0)
+    assert not any(n.startswith("phrase_mean:interval_ngram") for n in names)
+    # tune-level columns are unchanged by paragraph mode
+    Xt, tnames = F.feature_matrix([m], "raw", ["contour", "interval_ngram"], ngram_dims=64)
+    np.testing.assert_array_equal(X[0, : len(tnames)], Xt[0])
+
+
+def test_jobs_give_the_same_matrix():
+    melodies = [transpose(scale(), k) for k in range(6)]
+    X1, _ = F.feature_matrix(melodies, "processed", ["interval", "pitch_class"], paragraph=True)
+    X2, _ = F.feature_matrix(melodies, "processed", ["interval", "pitch_class"], paragraph=True, jobs=2,
+                             chunk_size=3)
+    np.testing.assert_array_equal(X1, X2)
+
+
+def test_group_columns():
+    names = F.feature_names(["interval", "contour"], paragraph=True)
+    cols = F.group_columns(names, ["contour"])
+    assert all("contour" in names[i] for i in cols)
+    assert len(cols) == 3 * F.GROUP_DIMS["contour"]
+
+
+# --- standardizer and selection ---------------------------------------------------------
+
+def test_standardizer_uses_training_statistics():
+    rng = np.random.default_rng(0)
+    train = rng.normal(3.0, 2.0, size=(500, 3)).astype(np.float32)
+    train[:, 2] = 7.0  # constant column
+    s = F.Standardizer.fit(train)
+    z = s.transform(train)
+    np.testing.assert_allclose(z[:, :2].mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(z[:, :2].std(0), 1, atol=1e-4)
+    assert (z[:, 2] == 0).all()
+    test = np.full((2, 3), 3.0, np.float32)
+    np.testing.assert_allclose(s.transform(test)[:, 0], (3.0 - s.mean[0]) / s.scale[0])
+    with pytest.raises(ConfigError):
+        s.transform(np.zeros((2, 4)))
+
+
+def test_mutual_information_finds_the_informative_columns():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 600)
+    X = rng.normal(size=(600, 10))
+    X[:, 7] += 2.0 * y
+    X[:, 2] += 0.7 * y
+    idx, scores = F.select_mutual_information(X, y, 2)
+    assert idx.tolist() == [7, 2]
+    assert scores.shape == (10,) and (scores >= 0).all()
+    assert scores[7] > 0.3 and np.median(scores) < 0.05

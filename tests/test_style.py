@@ -1,0 +1,295 @@
+"""Tests of labkit.style: the JAX logistic regression, calibration, folds, models, perturbations."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from labkit import features as F
+from labkit import style as S
+from labkit.errors import CheckpointError, ConfigError
+from labkit.melody import Melody
+
+NGRAM = 256  # small n-gram tables keep these tests fast
+
+
+def synthetic_tune(rng: np.random.Generator, style: str, bars: int = 8) -> Melody:
+    """A 'jig' (6/8, small steps, eighth notes) or a 'march' (4/4, leaps, quarter notes)."""
+    if style == "jig":
+        num, den, moves, durations, bar = 6, 8, [-2, -1, 1, 2, 0], [2, 2, 2, 4, 6], 12
+    else:
+        num, den, moves, durations, bar = 4, 4, [-7, -5, 5, 7, -3, 4], [4, 4, 8, 2], 16
+    pitches, starts, ends, t, p = [], [], [], 0, 67
+    while t < bars * bar:
+        d = min(int(rng.choice(durations)), bars * bar - t)
+        p = int(np.clip(p + rng.choice(moves), 55, 84))
+        pitches.append(p), starts.append(t), ends.append(t + d)
+        t += d
+    return Melody.from_notes(pitches, starts, ends, numerator=num, denominator=den, key=int(rng.integers(12)),
+                             source=f"{style}-synthetic")
+
+
+@pytest.fixture(scope="module")
+def two_styles():
+    rng = np.random.default_rng(42)
+    labels = ["jig"] * 30 + ["march"] * 30
+    return [synthetic_tune(rng, s) for s in labels], labels
+
+
+def toy_problem(n=300, d=10, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    W = rng.normal(size=(d, classes))
+    y = (X @ W + rng.gumbel(size=(n, classes))).argmax(1)
+    return X, y
+
+
+# --- the logistic regression ------------------------------------------------------------
+
+@pytest.mark.parametrize("classes", [3, 2])
+def test_jax_logreg_matches_sklearn(classes):
+    sklearn = pytest.importorskip("sklearn.linear_model")
+    X, y = toy_problem(classes=classes)
+    n, l2 = len(y), 0.01
+    # sklearn minimises C * sum CE + ||W||^2 / 2; with a softmax (3+ classes) that is ours
+    # with C = 1 / (l2 n); for 2 classes it fits one vector v = w1 - w0, hence C = 2 / (l2 n).
+    C = 1 / (l2 * n) if classes > 2 else 2 / (l2 * n)
+    for weight in (None, "balanced"):
+        ours = S.fit_logreg(X, y, classes, l2=l2, steps=500, class_weight=weight)
+        ref = sklearn.LogisticRegression(C=C, tol=1e-10, max_iter=10_000, class_weight=weight).fit(X, y)
+        diff = np.abs(S.predict_proba(ours, X) - ref.predict_proba(X)).max()
+        assert diff < 1e-3, (classes, weight, diff)
+    # and the mapping matters: ten times the penalty gives visibly different probabilities
+    other = sklearn.LogisticRegression(C=C / 10, tol=1e-10, max_iter=10_000).fit(X, y)
+    ours = S.fit_logreg(X, y, classes, l2=l2, steps=500)
+    assert np.abs(S.predict_proba(ours, X) - other.predict_proba(X)).max() > 1e-2
+
+
+def test_fit_is_deterministic_and_checks_its_input():
+    X, y = toy_problem()
+    a, b = S.fit_logreg(X, y, 3, l2=0.01), S.fit_logreg(X, y, 3, l2=0.01)
+    assert np.array_equal(a["w"], b["w"]) and np.array_equal(a["b"], b["b"])
+    assert a["w"].shape == (10, 3) and a["b"].shape == (3,)
+    with pytest.raises(ConfigError):
+        S.fit_logreg(X, y + 5, 3)
+    with pytest.raises(ConfigError):
+        S.fit_logreg(X[:, :, None], y, 3)
+    with pytest.raises(ConfigError):
+        S.fit_logreg(np.full_like(X, np.nan), y, 3)
+
+
+def test_l1_makes_weights_sparse_and_l1_path_counts_them():
+    X, y = toy_problem(classes=2, d=10)
+    X = np.concatenate([X, np.random.default_rng(5).normal(size=(len(X), 30)).astype(np.float32)], axis=1)
+    dense = S.fit_logreg(X, y, 2, l2=0.0, l1=1e-4, steps=300)
+    sparse = S.fit_logreg(X, y, 2, l2=0.0, l1=0.05, steps=300)
+    nz = lambda p: int(np.any(p["w"] != 0, axis=1).sum())
+    assert nz(sparse) < nz(dense)
+    assert nz(sparse) >= 1 and np.abs(sparse["w"][10:]).sum() < np.abs(sparse["w"][:10]).sum()
+    path = S.l1_path(X, y, [1e-4, 0.02, 0.2], steps=300)
+    assert path["nonzero"].tolist() == sorted(path["nonzero"].tolist(), reverse=True)
+    assert path["nonzero"][0] > path["nonzero"][-1]
+    assert path["balanced_accuracy"][0] > 0.7
+    assert all(len(s) == k for s, k in zip(path["selected"], path["nonzero"]))
+
+
+# --- calibration ---------------------------------------------------------------------------
+
+def test_temperature_scaling_repairs_an_overconfident_model():
+    rng = np.random.default_rng(3)
+    n, C = 2000, 3
+    true_logits = rng.normal(size=(n, C)) * 2.0
+    y = np.array([rng.choice(C, p=p) for p in S.softmax(true_logits)])
+    overconfident = true_logits * 4.0
+    T = S.calibrate(overconfident, y)
+    assert 3.0 < T < 5.3
+    before = S.log_loss(S.softmax(overconfident), y)
+    after = S.log_loss(S.softmax(overconfident, T), y)
+    assert after < before - 0.3
+    assert S.ece(S.softmax(overconfident, T), y) < S.ece(S.softmax(overconfident), y)
+
+
+def test_ece_by_hand():
+    probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.4, 0.6]])
+    y = np.array([0, 1, 0, 1])
+    # bin 0.9: accuracy 0.5, confidence 0.9 (2 of 4); bin 0.6: accuracy 1, confidence 0.6 (2 of 4)
+    assert S.ece(probs, y, bins=10) == pytest.approx(0.5 * 0.4 + 0.5 * 0.4)
+
+
+# --- folds and metrics ------------------------------------------------------------------------
+
+def test_stratified_kfold_is_a_stratified_partition():
+    labels = np.array(["irish"] * 23 + ["german"] * 51 + ["chorale"] * 7)
+    folds = S.stratified_kfold(labels, k=5, seed=1)
+    tests = np.concatenate([te for _, te in folds])
+    assert sorted(tests.tolist()) == list(range(len(labels)))          # every tune in exactly one fold
+    for tr, te in folds:
+        assert not set(tr) & set(te) and len(tr) + len(te) == len(labels)
+        for style, total in (("irish", 23), ("german", 51), ("chorale", 7)):
+            assert abs((labels[te] == style).sum() - total / 5) < 1
+    again = S.stratified_kfold(labels, k=5, seed=1)
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(folds, again))
+    other = S.stratified_kfold(labels, k=5, seed=2)
+    assert not all(np.array_equal(a[1], b[1]) for a, b in zip(folds, other))
+
+
+def test_stratified_kfold_keeps_groups_together():
+    rng = np.random.default_rng(0)
+    groups = rng.integers(0, 30, 200)                     # e.g. tune families or sub-collections
+    labels = groups % 2                                   # each group has one style
+    folds = S.stratified_kfold(labels, k=4, seed=0, groups=groups)
+    fold_of_group = {}
+    for f, (_, te) in enumerate(folds):
+        for g in set(groups[te].tolist()):
+            assert fold_of_group.setdefault(g, f) == f     # no group in two folds
+    assert sorted(np.concatenate([te for _, te in folds]).tolist()) == list(range(200))
+    with pytest.raises(ConfigError):
+        S.stratified_kfold(labels, k=40, groups=groups)
+
+
+def test_stratified_split_fraction_and_groups():
+    labels = np.repeat([0, 1], [100, 40])
+    rest, part = S.stratified_split(labels, 0.25, seed=0)
+    assert (labels[part] == 0).sum() == 25 and (labels[part] == 1).sum() == 10
+    assert sorted(np.concatenate([rest, part]).tolist()) == list(range(140))
+    groups = np.arange(140) // 4
+    rest, part = S.stratified_split(labels, 0.25, seed=0, groups=groups)
+    assert not set(groups[rest]) & set(groups[part])
+
+
+def test_balanced_accuracy_and_confusion_matrix():
+    y = [0, 0, 0, 0, 1, 1, 2]
+    p = [0, 0, 0, 1, 1, 0, 2]
+    assert S.confusion_matrix(y, p).tolist() == [[3, 1, 0], [1, 1, 0], [0, 0, 1]]
+    assert S.balanced_accuracy(y, p) == pytest.approx((3 / 4 + 1 / 2 + 1) / 3)
+    assert S.balanced_accuracy([0, 0, 0, 1], [0, 0, 0, 0]) == 0.5
+
+
+# --- learning two synthetic styles -------------------------------------------------------------
+
+def test_two_synthetic_styles_are_learned(two_styles):
+    melodies, labels = two_styles
+    X, names = F.feature_matrix(melodies, "processed", ngram_dims=NGRAM)
+    y = np.array([0 if s == "jig" else 1 for s in labels])
+    result = S.cross_validate(X, y, k=5, seed=0)
+    assert result["balanced_accuracy"] > 0.9
+    assert result["proba"].shape == (60, 2) and np.allclose(result["proba"].sum(1), 1)
+    assert result["confusion"].sum() == 60
+    # a shuffled labelling cannot be learned: the check can fail
+    shuffled = np.random.default_rng(0).permutation(y)
+    assert S.cross_validate(X, shuffled, k=5, seed=0)["balanced_accuracy"] < 0.8
+
+
+def test_style_model_save_load_round_trip(two_styles, tmp_path):
+    melodies, labels = two_styles
+    model = S.StyleModel.fit(melodies, labels, ngram_dims=NGRAM, val_fraction=0.25, seed=0)
+    assert model.styles == ("jig", "march") and model.temperature > 0
+    idx = model.index(melodies, "jig")
+    assert idx.shape == (60,) and ((idx > 0.5) == (np.array(labels) == "jig")).mean() > 0.9
+    model.save(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "model.json").read_text())["kind"] == "StyleModel"
+    loaded = S.StyleModel.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.predict_proba(melodies), model.predict_proba(melodies))
+    assert loaded.predict(melodies[:2]) == model.predict(melodies[:2])
+    with pytest.raises(ConfigError, match="target style"):
+        model.index(melodies, "reel")
+    with pytest.raises(CheckpointError, match="missing file"):
+        S.StyleModel.load(tmp_path / "nothing")
+    (tmp_path / "m" / "model.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="JSON"):
+        S.StyleModel.load(tmp_path / "m")
+
+
+@pytest.mark.parametrize("combine", ["stack", "mean"])
+def test_group_ensemble_learns_and_round_trips(two_styles, tmp_path, combine):
+    melodies, labels = two_styles
+    ens = S.GroupEnsemble.fit(melodies[::2] + melodies[1::2], labels[::2] + labels[1::2], ngram_dims=NGRAM,
+                              combine=combine, val_fraction=0.25, seed=0)
+    assert set(ens.members) == set(F.PAPER_GROUPS)
+    p = ens.predict_proba(melodies)
+    assert ((p[:, 0] > 0.5) == (np.array(labels) == "jig")).mean() > 0.9
+    members = ens.member_proba_from_features(ens.features(melodies))
+    assert set(members) == set(F.PAPER_GROUPS) and all(m.shape == (60, 2) for m in members.values())
+    ens.save(tmp_path / combine)
+    loaded = S.GroupEnsemble.load(tmp_path / combine)
+    np.testing.assert_array_equal(loaded.predict_proba(melodies), p)
+
+
+def test_cross_validate_with_an_ensemble(two_styles):
+    melodies, labels = two_styles
+    X, names = F.feature_matrix(melodies, "processed", ngram_dims=NGRAM)
+    y = np.array([0 if s == "jig" else 1 for s in labels])
+    columns = {k: F.group_columns(names, v) for k, v in F.PAPER_GROUPS.items()}
+    result = S.cross_validate(X, y, k=3, ensemble=columns, combine="mean")
+    assert result["balanced_accuracy"] > 0.9
+
+
+# --- perturbations ----------------------------------------------------------------------------
+
+def test_perturb_transpose_and_pitch_noise():
+    m = synthetic_tune(np.random.default_rng(1), "jig")
+    up = S.perturb(m, "transpose", 3)
+    assert np.array_equal(up.pitches, m.pitches + 3)
+    noisy = S.perturb(m, "pitch", 0.25, key=7)
+    diff = noisy.pitches.astype(int) - m.pitches
+    assert (np.abs(diff) <= 1).all() and (diff != 0).sum() == round(0.25 * len(diff))
+    assert np.array_equal(noisy.events < 0, m.events < 0)           # the rhythm is untouched
+    assert np.array_equal(S.perturb(m, "pitch", 0.25, key=7).events, noisy.events)
+    assert not np.array_equal(S.perturb(m, "pitch", 0.25, key=8).events, noisy.events)
+
+
+def test_perturb_rhythm_moves_onsets_by_one_step_and_keeps_order():
+    import jax
+
+    m = synthetic_tune(np.random.default_rng(2), "march")
+    jittered = S.perturb(m, "rhythm", 0.5, key=jax.random.key(0))
+    p0, s0, e0 = m.notes()
+    p1, s1, e1 = jittered.notes()
+    assert np.array_equal(p0, p1)                        # same notes, same order
+    assert (np.abs(s1 - s0) <= 1).all() and (s1 != s0).sum() > 0.2 * len(s0)
+    assert (np.diff(s1) > 0).all() and (e1 > s1).all()
+    assert np.array_equal(S.perturb(m, "rhythm", 0.5, key=jax.random.key(0)).events, jittered.events)
+    assert np.array_equal(S.perturb(m, "rhythm", 0.0, key=1).events[: m.num_steps], m.events)
+    with pytest.raises(ConfigError):
+        S.perturb(m, "rhythm", 0.5)
+    with pytest.raises(ConfigError):
+        S.perturb(m, "swing", 0.5, key=1)
+
+
+def test_perturb_features_is_seeded_noise():
+    X = np.zeros((100, 5), np.float32)
+    a, b = S.perturb_features(X, 0.5, 0), S.perturb_features(X, 0.5, 0)
+    assert np.array_equal(a, b) and abs(a.std() - 0.5) < 0.05
+
+
+# --- the style axis plot ----------------------------------------------------------------------
+
+def test_plot_style_axis():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    idx = np.array([0.05, 0.2, 0.9, 0.95, 0.5])
+    ax = S.plot_style_axis(idx, ["german", "german", "irish", "irish", "irish"])
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["german", "irish"]
+    offsets = np.concatenate([c.get_offsets()[:, 0] for c in ax.collections])
+    assert sorted(offsets.tolist()) == sorted(idx.tolist())
+    assert ax.get_xlim() == (0, 1)
+    with pytest.raises(ConfigError):
+        S.plot_style_axis([1.5])
+    plt.close("all")
+
+
+# --- dimension and data-size studies ---------------------------------------------------------
+
+def test_dimensionality_cost_and_learning_curve():
+    X, y = toy_problem(n=400, d=12, classes=3, seed=4)
+    rows = S.dimensionality_cost(X, y, [1, 12, 50], selection="mi", steps=200)
+    assert [r["dims"] for r in rows] == [1, 12]                     # 50 > 12 columns: skipped
+    assert rows[1]["balanced_accuracy"] > rows[0]["balanced_accuracy"]
+    assert all(r["fit_seconds"] > 0 and 1 <= r["iterations"] <= 200 for r in rows)
+    curve = S.learning_curve(X, y, [0.05, 0.5], steps=200)
+    assert curve[0]["train_size"] < curve[1]["train_size"]
+    assert curve[1]["balanced_accuracy"] > 0.6
