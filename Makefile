@@ -11,7 +11,7 @@ COLAB_PINS   := "jax==0.7.2" "jaxlib==0.7.2" "flax==0.11.2" "ipywidgets==7.7.1"
 
 PYTEST_NB := --nbval-lax --nbval-current-env
 
-.PHONY: help venv demo test test-unit test-notebooks test-colab lab bench corpus clean
+.PHONY: help venv demo test test-unit test-notebooks test-colab lab bench corpus model style-model clean
 
 help:
 	@echo "make demo        the main job: corpus, model, music and report in out/"
@@ -20,6 +20,8 @@ help:
 	@echo "make test-colab  unit tests under Colab's versions of jax, flax and ipywidgets"
 	@echo "make bench       benchmarks (results in benchmarks/README.md)"
 	@echo "make corpus      rebuild data/ from the music21 corpus"
+	@echo "make model       retrain the shipped melody LSTM (labkit/assets/melody_lstm.npz, ~25 min on 2 cores)"
+	@echo "make style-model retrain the shipped style model (labkit/assets/style_model/)"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,8 +60,12 @@ lab: $(STAMP)
 corpus: $(STAMP)
 	$(BIN)/python -m labkit corpus build
 
+model: $(STAMP)
+	$(BIN)/python -m labkit.train_shipped
+
+# torch 2.13.0 is pinned for the benchmark so that results are comparable (a CPU wheel).
 bench: $(STAMP)
-	$(BIN)/python -m pip install -q -e ".[bench]"
+	$(BIN)/python -m pip install -q "torch==2.13.0"
 	$(BIN)/python benchmarks/run.py
 
 clean:
