@@ -1,17 +1,55 @@
-"""``python -m labkit demo``: the main job (see :mod:`labkit.demo`)."""
+"""``python -m labkit demo``: the main job (see :mod:`labkit.demo`).
+
+Examples::
+
+    python -m labkit demo --out out                      # fine-tune the shipped model (a few minutes)
+    python -m labkit demo --out out --train              # train a small model from scratch instead
+    python -m labkit demo --style irish --num 6 --temperature 0.9
+"""
 from __future__ import annotations
+
+import argparse
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+    return parse
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("demo", help="run the course's main job and write a report to --out")
+    parser = subparsers.add_parser("demo", help="run the course's main job and write a report to --out",
+                                   description="Corpus statistics, a melody LSTM (the shipped one fine-tuned "
+                                               "on one style, or --train from scratch) and generated melodies, "
+                                               "written to --out with report.md.")
     parser.add_argument("--out", default="out", help="output folder (default: out)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: 0)")
+    parser.add_argument("--train", action="store_true",
+                        help="train a small LSTM from scratch (about 400 steps) instead of fine-tuning the "
+                             "shipped model (150 steps, the default)")
+    parser.add_argument("--style", default=None,
+                        help="corpus style the model stage trains on (default: chinese)")
+    parser.add_argument("--steps", type=_positive(int), default=None, help="training steps (overrides the default)")
+    parser.add_argument("--num", type=_positive(int), default=None, help="melodies to generate (default: 4)")
+    parser.add_argument("--length", type=_positive(int), default=None,
+                        help="steps per generated melody after the primer (default: 128)")
+    parser.add_argument("--temperature", type=_positive(float), default=None,
+                        help="sampling temperature (default: 0.8)")
+    parser.add_argument("--quick", action="store_true", help="tiny settings, seconds (as LABKIT_FAST=1)")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
     from labkit import demo
 
-    path = demo.run(args.out, seed=args.seed)
+    path = demo.run(args.out, seed=args.seed, train=args.train, style=args.style or demo.DEFAULT_STYLE,
+                    quick=True if args.quick else None, steps=args.steps, num=args.num, length=args.length,
+                    temperature=args.temperature)
     print(f"report written to {path}")
     return 0
