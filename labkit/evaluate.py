@@ -30,7 +30,7 @@ Reference figures, pitch-only, 10-fold CV on the Essen ``kinder`` set (213 tunes
 8,393 notes; Pearce 2005, Tables 6.6-6.7): IDyOM LTM 2.428, LTM+ 2.237, BOTH+ 2.106
 bits/note.
 
-Notebook: 07_evaluation.ipynb
+Notebook: 04_lstm_melody_model.ipynb
 """
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ DUPLICATE_OVERLAP = 0.5
 def pitch_view(melody: Melody) -> np.ndarray:
     """The pitch of each note (int64 ``[notes]``, MIDI 0..127): the symbols of pitch-only models.
 
-    Notebook: 07_evaluation.ipynb
+    Notebook: 04_lstm_melody_model.ipynb
 
     Example:
         >>> pitch_view(Melody.from_notes([60, 62], [0, 2], [2, 4])).tolist()
@@ -82,7 +82,7 @@ def event_view(melody: Melody, encoding: MelodyEncoding | None = None) -> np.nda
     Raises :class:`~labkit.errors.EncodingError` (naming the melody) for a pitch
     outside the encoding's range.
 
-    Notebook: 07_evaluation.ipynb
+    Notebook: 04_lstm_melody_model.ipynb
 
     Example:
         >>> event_view(Melody.from_notes([60], [0], [2])).tolist()
@@ -99,7 +99,7 @@ def corpus_pitch_view(*melody_lists: Sequence[Melody]) -> tuple[Callable[[Melody
     say, 27 pitches instead of 128. Pass every melody the view will see (evaluated
     and pretraining tunes). Returns ``(view, alphabet size)`` for :func:`cross_validate`.
 
-    Notebook: 07_evaluation.ipynb
+    Notebook: 04_lstm_melody_model.ipynb
 
     Example:
         >>> view, size = corpus_pitch_view([Melody.from_notes([60, 67, 64], [0, 1, 2], [1, 2, 3])])
@@ -150,7 +150,7 @@ def kfold_by_tune(n_tunes: int, k: int = 10, seed: int = 0) -> list[tuple[np.nda
 
     Raises :class:`ConfigError` unless ``2 <= k <= n_tunes``.
 
-    Notebook: 07_evaluation.ipynb
+    Notebook: 04_lstm_melody_model.ipynb
 
     Example:
         >>> [test.tolist() for _, test in kfold_by_tune(5, k=2, seed=1)]
@@ -181,7 +181,7 @@ def interval_ngrams(pitches, n: int = DUPLICATE_NGRAM) -> set[bytes]:
     Intervals do not change under transposition, so a melody and its transposed copy
     have the same n-grams. A melody of ``n`` notes or fewer has none.
 
-    Notebook: 07_evaluation.ipynb
+    Notebook: 04_lstm_melody_model.ipynb
 
     Example:
         >>> len(interval_ngrams([60, 62, 64, 62, 60], n=2))   # (+2 +2) (+2 -2) (-2 -2)
@@ -216,7 +216,7 @@ def near_duplicates(candidates: Sequence, references: Sequence, *, n: int = DUPL
     Returns:
         bool array ``[len(candidates)]``.
 
-    Notebook: 07_evaluation.ipynb
+    Notebook: 04_lstm_melody_model.ipynb
 
     Example:
         >>> song = [60, 62, 64, 65, 67, 67, 69, 69, 67, 65, 64]
@@ -270,7 +270,7 @@ class CVResult:
         seconds: wall time of the whole run.
         tune_bits: total bits of each tune, in input order.
 
-    Notebook: 07_evaluation.ipynb
+    Notebook: 04_lstm_melody_model.ipynb
     """
 
     folds: list[float]
@@ -349,7 +349,7 @@ def cross_validate(sequences: Sequence, model_factory: Callable[[], object], k: 
     Raises:
         ConfigError: too few tunes for ``k`` folds, a tune with no notes, a bad score.
 
-    Notebook: 07_evaluation.ipynb
+    Notebook: 04_lstm_melody_model.ipynb
 
     Example:
         >>> tunes = [np.array([60, 62, 64, 65, 67] * 3) + i % 3 for i in range(12)]
@@ -429,7 +429,7 @@ class NgramModel:
     ``fit`` trains the long-term model on the pretraining and training tunes; ``score``
     reads the test tunes in order (``"ltm+"``/``"both+"`` keep learning them).
 
-    Notebook: 07_evaluation.ipynb
+    Notebook: 04_lstm_melody_model.ipynb
 
     Example:
         >>> m = NgramModel(128, "ltm", max_order=1)
@@ -469,7 +469,7 @@ class LSTMSettings:
         finetune_steps, finetune_learning_rate: steps on the fold's tunes after pretraining.
         seed: parameters, dropout, data order and the validation split.
 
-    Notebook: 07_evaluation.ipynb
+    Notebook: 04_lstm_melody_model.ipynb
     """
 
     hidden_size: int = 128
@@ -544,7 +544,7 @@ class LSTMModel:
         settings: :class:`LSTMSettings`.
         cache: a dict shared by the models of one run, holding the pretrained parameters.
 
-    Notebook: 07_evaluation.ipynb
+    Notebook: 04_lstm_melody_model.ipynb
     """
 
     def __init__(self, alphabet_size: int, settings: LSTMSettings | None = None, cache: dict | None = None):
@@ -730,7 +730,7 @@ def read_melody(path: str | os.PathLike, steps_per_quarter: int = 4) -> Melody:
 
     Raises a :class:`LabkitError` naming the file when it cannot be read or holds no notes.
 
-    Notebook: 07_evaluation.ipynb
+    Notebook: 04_lstm_melody_model.ipynb
     """
     from labkit.melody import tune_melody
     from labkit.midi_io import read_midi
@@ -749,7 +749,7 @@ def load_midi_dir(midi_dir: str | os.PathLike, steps_per_quarter: int = 4
 
     Raises :class:`CorpusError` if the folder does not exist.
 
-    Notebook: 07_evaluation.ipynb
+    Notebook: 04_lstm_melody_model.ipynb
     """
     root = Path(midi_dir)
     if not root.is_dir():
@@ -775,7 +775,7 @@ def load_corpus_melodies(*, subsets=None, styles=None, collections=None, ids=Non
     :func:`labkit.corpus.read_tune` and :func:`labkit.melody.tune_melody`; its ``source``
     is the tune id. Returns ``(melodies, skipped)`` like :func:`load_midi_dir`.
 
-    Notebook: 07_evaluation.ipynb
+    Notebook: 04_lstm_melody_model.ipynb
 
     Example:
         >>> kinder, _ = load_corpus_melodies(subsets="kinder0")     # doctest: +SKIP
@@ -810,7 +810,7 @@ def usable_for_view(melodies: Sequence[Melody], view="pitch") -> tuple[list[Melo
 
     Returns ``(kept, skipped)`` with ``(source, problem)`` for each skipped melody.
 
-    Notebook: 07_evaluation.ipynb
+    Notebook: 04_lstm_melody_model.ipynb
     """
     view_fn, alphabet = _view(view)
     kept, skipped = [], []

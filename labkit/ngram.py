@@ -75,7 +75,7 @@ References:
     M. T. Pearce, D. Conklin and G. A. Wiggins, "Methods for combining
     statistical models of music", CMMR 2004, LNCS 3310, 2005.
 
-Notebook: 07_evaluation.ipynb
+Notebook: 04_lstm_melody_model.ipynb
 
 Example:
     >>> m = PPM(alphabet_size=4, max_order=2).fit([[0, 1, 2, 3] * 5])
@@ -157,7 +157,7 @@ class PPM:
     sequence), :meth:`distribution` (of the next symbol after a context),
     :meth:`distributions`, :meth:`log2_probs` and :meth:`bits` of a whole sequence.
 
-    Notebook: 07_evaluation.ipynb
+    Notebook: 04_lstm_melody_model.ipynb
 
     Example:
         >>> m = PPM(alphabet_size=3, max_order=1, escape="C").fit([[0, 1, 0, 1, 0, 1]])
@@ -415,7 +415,7 @@ class PPM:
 def entropy_bits(distributions: np.ndarray) -> np.ndarray:
     """Shannon entropy in bits of each distribution along the last axis: ``[...]``.
 
-    Notebook: 07_evaluation.ipynb
+    Notebook: 04_lstm_melody_model.ipynb
 
     Example:
         >>> float(entropy_bits(np.full(8, 1 / 8)))
@@ -445,7 +445,7 @@ def combine(distributions: Sequence[np.ndarray], method: str = "geometric", bias
     Returns:
         float64 array of that shape, each distribution summing to 1.
 
-    Notebook: 07_evaluation.ipynb
+    Notebook: 04_lstm_melody_model.ipynb
 
     Example:
         >>> sure, unsure = np.array([0.9, 0.05, 0.05]), np.full(3, 1 / 3)
@@ -486,7 +486,7 @@ class IdyomModel:
     LTM uses escape C without update exclusion, the STM escape AX with update
     exclusion; geometric combination with bias 7.
 
-    Notebook: 07_evaluation.ipynb
+    Notebook: 04_lstm_melody_model.ipynb
 
     Example:
         >>> m = IdyomModel(4, models="both+").fit([[0, 1, 2, 3] * 4])
