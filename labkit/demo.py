@@ -240,7 +240,7 @@ def model_stage(report: Report, settings: DemoSettings, *, style: str = DEFAULT_
                    f"folk test split it scores {shipped.get('bits_per_event', float('nan')):.3f} bits per event "
                    f"and {shipped.get('bits_per_note', float('nan')):.3f} bits per note.", "")
         started = time.perf_counter()
-        model, history = finetune(model, cfg, source, valid)
+        model, history = finetune(model, model_config, cfg, source, valid)
         curve = [(r["step"], r["train_bits"], r["valid_bits"]) for r in history]
     else:
         how = "trained from scratch"

@@ -34,7 +34,6 @@ Notebook: 04_lstm_melody_model.ipynb
 """
 from __future__ import annotations
 
-import functools
 import inspect
 import math
 import os
@@ -599,6 +598,11 @@ class LSTMModel:
             self.model, self.history = fit(model_config, train_config, self._batches(train_rows),
                                            self._valid(valid_rows))
             return
+        from flax import nnx
+
+        from labkit.models import make_model
+        from labkit.train_shipped import finetune
+
         self._check(pretrain)
         key = (_digest(pretrain), self.alphabet_size, s)
         if key not in self.cache:
@@ -606,14 +610,14 @@ class LSTMModel:
             model_config, train_config = self._configs(s.pretrain_steps, s.learning_rate)
             model, history = fit(model_config, train_config, self._batches(pre_train, 7919),
                                  self._valid(pre_valid))
-            from flax import nnx
-
             self.cache.clear()   # one pretrained model at a time
             self.cache[key] = (nnx.state(model, nnx.Param), history)
         pretrained, pre_history = self.cache[key]
         model_config, train_config = self._configs(s.finetune_steps, s.finetune_learning_rate)
-        self.model, history = _finetune(model_config, train_config, pretrained, self._batches(train_rows),
-                                        self._valid(valid_rows))
+        model = make_model(model_config, 0)      # its parameters are replaced by the pretrained ones
+        nnx.update(model, pretrained)
+        self.model, history = finetune(model, model_config, train_config, self._batches(train_rows),
+                                       self._valid(valid_rows))
         self.history = [dict(r, phase="pretrain") for r in pre_history] + [dict(r, phase="finetune")
                                                                            for r in history]
 
@@ -663,62 +667,6 @@ def _log_probs_fn():
 
         _LOG_PROBS = log_probs
     return _LOG_PROBS
-
-
-@functools.lru_cache(maxsize=4)
-def _finetune_step(graphdef, tx):
-    """The jitted :func:`labkit.train.train_step` for a model structure and optimizer (compiled once)."""
-    import jax
-
-    from labkit.train import train_step
-
-    return jax.jit(lambda rest, params, opt_state, batch, key, learning_rate:
-                   train_step(graphdef, rest, tx, params, opt_state, batch, key, learning_rate))
-
-
-def _finetune(model_config, train_config, params, train_batches, valid_batches):
-    """Train from given parameters with early stopping; returns ``(model, history)``.
-
-    The loop of :func:`labkit.train.fit` without checkpoints: the pure
-    :func:`labkit.train.train_step`, jitted here, and :func:`labkit.train.evaluate`
-    every ``eval_every`` steps; the best validation parameters are kept.
-    """
-    import jax
-    from flax import nnx
-
-    from labkit.models import make_model
-    from labkit.train import evaluate, learning_rate_at, make_optimizer, prepare_batch
-
-    cfg = train_config
-    model = make_model(model_config, 0)
-    nnx.update(model, params)
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    tx = make_optimizer(cfg)
-    step_fn = _finetune_step(graphdef, tx)
-    opt_state = tx.init(params)
-    dropout_key = jax.random.fold_in(jax.random.key(cfg.seed), 2)
-    best = evaluate(model, valid_batches)["loss"]
-    best_params, bad, step, epoch = params, 0, 0, 0
-    history = [{"step": 0, "valid_loss": best, "valid_bits": best / math.log(2.0)}]
-    while step < cfg.num_steps and not (cfg.patience and bad >= cfg.patience):
-        for batch in train_batches(epoch):
-            batch = prepare_batch(batch, vocab_size=model_config.vocab_size, pad_time_to=cfg.pad_time_to)
-            params, opt_state, _ = step_fn(rest, params, opt_state, batch, jax.random.fold_in(dropout_key, step),
-                                           np.float32(learning_rate_at(cfg, step)))
-            step += 1
-            if step % cfg.eval_every == 0 or step == cfg.num_steps:
-                nnx.update(model, params)
-                loss = evaluate(model, valid_batches)["loss"]
-                history.append({"step": step, "valid_loss": loss, "valid_bits": loss / math.log(2.0)})
-                if loss < best - cfg.min_delta:
-                    best, best_params, bad = loss, params, 0
-                else:
-                    bad += 1
-            if step >= cfg.num_steps or (cfg.patience and bad >= cfg.patience):
-                break
-        epoch += 1
-    nnx.update(model, best_params)
-    return model, history
 
 
 # =====================================================================================

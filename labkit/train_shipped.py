@@ -150,95 +150,56 @@ def split_scores(model, mels: MelodySet, *, batch_size: int = 32, max_melodies: 
             "notes": notes, "melodies": len(mels)}
 
 
-def finetune(model, train_config: TrainConfig, train_batches, valid_batches=None):
+def finetune(model, model_config: ModelConfig, train_config: TrainConfig, train_batches, valid_batches=None):
     """Continue training ``model`` (e.g. the shipped one) from its current parameters.
 
-    The loop of :func:`labkit.train.fit` in short, for a model that already has parameters
-    (``fit`` always starts from fresh ones): the pure :func:`labkit.train.train_step`, AdamW
-    with ``train_config``'s schedule (:func:`labkit.train.learning_rate_at`) and dropout keys
-    ``fold_in(fold_in(key(seed), 1), step)``; every ``eval_every`` steps the validation loss
-    (:func:`labkit.train.evaluate`), keeping the best parameters and stopping after
-    ``patience`` evaluations without improvement. Writes no checkpoint.
+    :func:`labkit.train.fit` with ``initial_model=model`` (its loop, AdamW schedule, dropout keys
+    and early stopping; no checkpoint is written), plus one evaluation before any update: the
+    model keeps its starting parameters unless an evaluation improves on them by more than
+    ``train_config.min_delta`` nats/event.
 
     Args:
-        model: a labkit melody model; it is updated in place and returned.
-        train_config: steps, learning rate, evaluation period, seed.
+        model: a labkit melody model with ``model_config``'s shapes (e.g. the ``(model, config)``
+            of :func:`labkit.generate.load_generator`); it is updated in place and returned.
+        model_config: the model's :class:`~labkit.models.ModelConfig`.
+        train_config: steps, learning rate, evaluation period, patience, seed.
         train_batches: ``epoch -> batches`` (e.g. :func:`train_source`) or a list of batches.
-        valid_batches: a list of batches or a function of no arguments giving them; ``None``: none.
+        valid_batches: a list of batches or a function of no arguments giving them; ``None``: none
+            (then the model ends with the last parameters).
 
-    Returns ``(model, history)``; ``history`` has one dict per evaluation (the first at step 0,
-    before any update) with ``step, train_bits, valid_bits, elapsed_s`` (bits per event; ``train_bits``
-    averaged over the steps since the previous evaluation, ``None`` at step 0).
+    Returns ``(model, history)``: ``history`` is :func:`labkit.train.fit`'s (one dict per evaluation:
+    ``step, train_bits, valid_bits, valid_loss, ...``; bits per event, nats per event) after a first
+    record at step 0, before any update, whose ``train_*`` fields are ``None``.
 
     Notebook: 04_lstm_melody_model.ipynb
+
+    Example:
+        >>> from labkit.models import make_model
+        >>> b = {"tokens": np.tile(np.arange(9, dtype=np.int32) % 3, (4, 1)), "mask": np.ones((4, 9), np.float32)}
+        >>> cfg = ModelConfig(vocab_size=3, embed_dim=4, hidden_size=8, num_layers=1)
+        >>> _, history = finetune(make_model(cfg, 0), cfg, TrainConfig(num_steps=4, eval_every=2, progress=False),
+        ...                       [b], [b])
+        >>> [r["step"] for r in history]
+        [0, 2, 4]
     """
-    import jax
     from flax import nnx
 
-    from labkit.train import evaluate, learning_rate_at, make_optimizer, prepare_batch, train_step
+    from labkit.train import evaluate, fit
 
     cfg = train_config
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    tx = make_optimizer(cfg)
-    opt_state = tx.init(params)
-    step_fn = jax.jit(lambda rest, params, opt_state, batch, key, lr:
-                      train_step(graphdef, rest, tx, params, opt_state, batch, key, lr))
-    dropout_root = jax.random.fold_in(jax.random.key(cfg.seed), 1)
-
-    def valid_bits():
-        if valid_batches is None:
-            return None
-        return evaluate(model, valid_batches, max_batches=cfg.max_eval_batches)["bits"]
-
-    started = time.perf_counter()
-    best = valid_bits()
-    history = [{"step": 0, "train_bits": None, "valid_bits": best, "elapsed_s": 0.0}]
-    bar = None
-    if cfg.progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=cfg.num_steps, desc="fine-tuning", unit="step")
-    best_params, bad, step, epoch = params, 0, 0, 0
-    nll = weight = 0.0
-    stop = False
-    while not stop:
-        used = 0
-        for batch in (train_batches(epoch) if callable(train_batches) else train_batches):
-            used += 1
-            batch = prepare_batch(batch, vocab_size=model.vocab_size, pad_time_to=cfg.pad_time_to)
-            params, opt_state, stats = step_fn(rest, params, opt_state, batch, jax.random.fold_in(dropout_root, step),
-                                               np.float32(learning_rate_at(cfg, step)))
-            nll, weight = nll + stats["nll"], weight + stats["weight"]
-            step += 1
-            if bar is not None:
-                bar.update(1)
-            if step % cfg.eval_every == 0 or step == cfg.num_steps:
-                nnx.update(model, params)
-                bits = valid_bits()
-                history.append({"step": step, "train_bits": float(nll) / max(float(weight), 1.0) / LN2,
-                                "valid_bits": bits, "elapsed_s": round(time.perf_counter() - started, 2)})
-                nll = weight = 0.0
-                if bar is not None and bits is not None:
-                    bar.set_postfix(valid_bits=f"{bits:.3f}", refresh=False)
-                if bits is not None:
-                    if best is None or bits < best - cfg.min_delta / LN2:
-                        best, best_params, bad = bits, params, 0
-                    else:
-                        bad += 1
-                else:
-                    best_params = params
-                stop = step >= cfg.num_steps or bool(cfg.patience and bad >= cfg.patience)
-            if stop:
-                break
-        if used == 0:
-            from labkit.errors import CorpusError
-
-            raise CorpusError(f"the training batches gave no batch in epoch {epoch}")
-        epoch += 1
-    if bar is not None:
-        bar.close()
-    nnx.update(model, best_params)
-    return model, history
+    start = None
+    if valid_batches is not None:
+        start = evaluate(model, valid_batches, max_batches=cfg.max_eval_batches, pad_time_to=cfg.pad_time_to)
+    before = start or {}
+    first = {"step": 0, "epoch": 0, "learning_rate": None, "train_loss": None, "train_bits": None,
+             "train_accuracy": None, "valid_loss": before.get("loss"), "valid_bits": before.get("bits"),
+             "valid_accuracy": before.get("accuracy"), "best": start is not None, "tokens_per_s": None,
+             "elapsed_s": 0.0}
+    trained, history = fit(model_config, cfg, train_batches, valid_batches, initial_model=model)
+    best = [r["valid_loss"] for r in history if r["best"]]    # the last one is that of fit's model
+    if start is None or (best and best[-1] < start["loss"] - cfg.min_delta):
+        nnx.update(model, nnx.state(trained, nnx.Param))
+    return model, [first] + history
 
 
 def train(out: str | Path | None = None, *, model_config: ModelConfig = SHIPPED_MODEL,

@@ -8,6 +8,7 @@ from flax import nnx
 
 from labkit.data import MelodySet
 from labkit.encoding import MelodyEncoding
+from labkit.errors import ConfigError
 from labkit.melody import Melody
 from labkit.models import ModelConfig, make_model
 from labkit.train import TrainConfig, evaluate
@@ -79,7 +80,8 @@ def test_finetune_continues_from_the_given_parameters_and_keeps_the_best():
     valid = valid_source(mels, cfg)
     model = make_model(TINY, 1)
     before = [np.asarray(x).copy() for x in jax.tree_util.tree_leaves(nnx.state(model, nnx.Param))]
-    model, history = finetune(model, cfg, train_source(mels, cfg), valid)
+    returned, history = finetune(model, TINY, cfg, train_source(mels, cfg), valid)
+    assert returned is model                                   # updated in place
     assert [r["step"] for r in history] == [0, 10, 20, 30]
     assert history[0]["train_bits"] is None
     assert history[-1]["valid_bits"] < history[0]["valid_bits"] - 0.5
@@ -95,10 +97,26 @@ def test_finetune_is_deterministic():
     cfg = TrainConfig(seed=2, num_steps=6, batch_size=4, seq_len=16, eval_every=3, progress=False)
     runs = []
     for _ in range(2):
-        model, _ = finetune(make_model(ModelConfig(embed_dim=8, hidden_size=16, num_layers=1, dropout=0.2), 0), cfg,
-                            train_source(mels, cfg), valid_source(mels, cfg))
+        config = ModelConfig(embed_dim=8, hidden_size=16, num_layers=1, dropout=0.2)
+        model, _ = finetune(make_model(config, 0), config, cfg, train_source(mels, cfg), valid_source(mels, cfg))
         runs.append([np.asarray(x) for x in jax.tree_util.tree_leaves(nnx.state(model, nnx.Param))])
     assert all(np.array_equal(x, y) for x, y in zip(*runs))
+
+
+def test_finetune_keeps_the_starting_parameters_unless_they_improve():
+    mels = melody_set(8, lengths=(20,))
+    cfg = TrainConfig(seed=0, num_steps=4, batch_size=4, seq_len=16, eval_every=2, patience=0, progress=False,
+                      min_delta=100.0)                           # no evaluation can beat the start by 100 nats
+    valid = valid_source(mels, cfg)
+    model = make_model(TINY, 5)
+    start = [np.asarray(x).copy() for x in jax.tree_util.tree_leaves(nnx.state(model, nnx.Param))]
+    model, history = finetune(model, TINY, cfg, train_source(mels, cfg), valid)
+    assert [r["step"] for r in history] == [0, 2, 4]
+    assert history[0]["valid_bits"] == pytest.approx(evaluate(model, valid)["bits"], rel=1e-6)
+    assert all(np.array_equal(x, np.asarray(y))
+               for x, y in zip(start, jax.tree_util.tree_leaves(nnx.state(model, nnx.Param))))
+    with pytest.raises(ConfigError, match="initial_model"):       # the config must describe the model
+        finetune(model, ModelConfig(embed_dim=8, hidden_size=32, num_layers=1), cfg, train_source(mels, cfg), valid)
 
 
 def test_shipped_settings():
