@@ -63,6 +63,9 @@ corpus: $(STAMP)
 model: $(STAMP)
 	$(BIN)/python -m labkit.train_shipped
 
+style-model: $(STAMP)
+	$(BIN)/python -m labkit style train --out labkit/assets/style_model --paragraph
+
 # torch 2.13.0 is pinned for the benchmark so that results are comparable (a CPU wheel).
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q "torch==2.13.0"

@@ -11,6 +11,8 @@ Each stage adds a section to ``out/report.md`` and writes its files beside it:
    a training curve (``model_training.png``) and the model (``model.npz``).
 3. generation: ``--num`` melodies from that model, primed with the first bar of a test
    tune, as MIDI, WAV and piano-roll PNG in ``out/generated/``, with the sampling settings.
+4. style: the shipped style model's index of the generated melodies beside real held-out
+   tunes, on the bipolar axis (``style_axis.png``; :mod:`labkit.demo_style`).
 
 With ``LABKIT_FAST=1`` (or ``quick=True``) every stage shrinks to seconds.
 
@@ -351,6 +353,10 @@ def run(out: str | Path = "out", *, seed: int = 0, train: bool = False, style: s
     times["model"] = time.perf_counter() - started - sum(times.values())
     generation_stage(report, model, settings, test_set, seed=seed)
     times["generation"] = time.perf_counter() - started - sum(times.values())
+    from labkit.demo_style import style_stage
+
+    style_stage(report, out / "generated", target=style, seed=seed)
+    times["style"] = time.perf_counter() - started - sum(times.values())
     report.section("Run")
     report.add(f"Whole demo: {time.perf_counter() - started:.0f} s ("
                + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) + ")"

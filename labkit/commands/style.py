@@ -1,0 +1,128 @@
+"""``python -m labkit style``: train the style model, and score MIDI files with it.
+
+Examples::
+
+    python -m labkit style score tune.mid my_folder/                  # the shipped model, target 'irish'
+    python -m labkit style score --target german --json out/generated/
+    python -m labkit style train --out runs/style --styles german irish --paragraph
+
+``score`` prints one line per file: the most likely style, the style index
+(the probability of ``--target``) and every style's probability; with
+``--json`` one JSON object per line, ``{"path", "style", "index",
+"probabilities"}``, or ``{"path", "error"}`` for a file that cannot be used
+(such files never stop the others). Exit status 0 when at least one file was
+scored, 1 when none was, 2 for a usage error (bad option, model or target).
+
+See :mod:`labkit.style_cli`. Notebook: 07_style_index.ipynb
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def register(subparsers) -> None:
+    """Add ``style train`` and ``style score`` to ``python -m labkit``."""
+    from labkit.style_cli import DEFAULT_L2, DEFAULT_NGRAM_DIMS, MIN_NOTES, SHIPPED_STYLES
+
+    parser = subparsers.add_parser("style", help="style index: train the style model, score MIDI files",
+                                   description="A logistic-regression style classifier on melody features: "
+                                               "train it on the corpus, or score MIDI files with it.")
+    sub = parser.add_subparsers(dest="style_command", metavar="ACTION", required=True)
+
+    train = sub.add_parser("train", help="train a style model on the corpus's train+valid splits",
+                           description="Read the corpus tunes of the chosen styles, cross-validate by tune on the "
+                                       "train+valid splits, train the model on them, report the test split's "
+                                       "balanced accuracy, and save model.json, arrays.npz and metrics.json.")
+    train.add_argument("--out", required=True, metavar="DIR", help="folder for the model and its figures")
+    train.add_argument("--styles", nargs="+", metavar="STYLE", default=None,
+                       help=f"manifest style labels (default: {' '.join(SHIPPED_STYLES)})")
+    train.add_argument("--variant", choices=("raw", "processed"), default="processed",
+                       help="feature variant (default: processed: key-normalised frequencies)")
+    train.add_argument("--paragraph", action="store_true",
+                       help="add phrase (paragraph) features: per-phrase mean and spread of each group")
+    train.add_argument("--ensemble", action="store_true",
+                       help="one model per feature group (pitch, interval, rhythm, contour, n-gram), stacked")
+    train.add_argument("--ngram-dims", type=_int_at_least(1), default=DEFAULT_NGRAM_DIMS, metavar="D",
+                       help=f"columns of each hashed n-gram group (default: {DEFAULT_NGRAM_DIMS})")
+    train.add_argument("--l2", type=_positive_float, default=DEFAULT_L2, help=f"L2 penalty (default: {DEFAULT_L2})")
+    train.add_argument("--steps", type=_int_at_least(1), default=300, help="L-BFGS iterations at most (default: 300)")
+    train.add_argument("--folds", type=_int_at_least(0), default=5,
+                       help="cross-validation folds on train+valid (default: 5; 0: none)")
+    train.add_argument("--max-per-style", type=_int_at_least(1), default=None, metavar="N",
+                       help="use at most N tunes of each style per split (a quick run)")
+    train.add_argument("--seed", type=int, default=0, help="seed of subsampling, folds and calibration (default: 0)")
+    train.set_defaults(func=run_train)
+
+    score = sub.add_parser("score", help="style of MIDI files: most likely style, style index, probabilities",
+                           description="Score MIDI files (or folders, searched recursively for .mid/.midi) with "
+                                       "a style model: the longest melody of each file is scored. Exit status 0 "
+                                       "when at least one file was scored, else 1.")
+    score.add_argument("paths", nargs="+", metavar="PATH", help="MIDI files or folders")
+    score.add_argument("--model", default=None, metavar="DIR",
+                       help="folder written by `style train` (default: the model shipped with labkit)")
+    score.add_argument("--target", default=None, metavar="STYLE",
+                       help="style whose probability is the style index (default: irish, or the model's first style)")
+    score.add_argument("--json", action="store_true",
+                       help='one JSON object per line: {"path", "style", "index", "probabilities"} '
+                            'or {"path", "error"}')
+    score.add_argument("--strategy", choices=("skyline", "instrument"), default="skyline",
+                       help="melody extraction: skyline of all instruments (default) or one line per instrument; "
+                            "the longest melody is scored")
+    score.add_argument("--min-notes", type=_int_at_least(1), default=MIN_NOTES,
+                       help=f"fewest notes of a usable melody (default: {MIN_NOTES})")
+    score.set_defaults(func=run_score)
+
+
+def run_train(args) -> int:
+    """Handler of ``style train``."""
+    from labkit.style_cli import train_style_model
+
+    figures = train_style_model(args.out, args.styles, variant=args.variant, paragraph=args.paragraph,
+                                ensemble=args.ensemble, ngram_dims=args.ngram_dims, l2=args.l2, steps=args.steps,
+                                folds=args.folds, max_per_style=args.max_per_style, seed=args.seed,
+                                log=lambda line: print(line, flush=True))
+    test = figures["test"]
+    if test is not None:
+        print(f"test balanced accuracy {test['balanced_accuracy']:.4f} ({test['tunes']} tunes, "
+              f"{len(figures['styles'])} styles)")
+    return 0
+
+
+def run_score(args) -> int:
+    """Handler of ``style score``: one line per file; 0 if any file scored, else 1."""
+    from labkit.style_cli import default_target, format_record, load_style_model, score_paths
+
+    model = load_style_model(args.model)
+    target = args.target if args.target is not None else default_target(model.styles)
+    records = score_paths(args.paths, model, target, strategy=args.strategy, min_notes=args.min_notes)
+    for record in records:
+        line = json.dumps(record) if args.json else format_record(record, target)
+        print(line, flush=True)
+    scored = sum("error" not in r for r in records)
+    if not args.json:
+        print(f"{scored} of {len(records)} files scored (style index = P({target}))", file=sys.stderr)
+    return 0 if scored else 1
