@@ -68,6 +68,8 @@ def test_manifest_values_are_plausible(manifest):
     assert (manifest["duration_quarters"] > 0).all()
     assert (manifest["duration_seconds"] > 0).all()
     assert (manifest["index"] >= 1).all()
+    # no tune blown up by misread repeat marks (the longest real ones: ~1,100 notes, ~700 quarters)
+    assert manifest["notes"].max() < 3000 and manifest["duration_quarters"].max() < 2000
     assert manifest["meter"].str.fullmatch(r"(\d+/\d+)?").all()
     assert manifest["key"].str.fullmatch(r"([A-G][b#]? [a-z]+)?").all()
     assert (manifest["title"] != "").mean() > 0.99

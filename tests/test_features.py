@@ -222,8 +222,8 @@ def test_bad_input_errors():
 
 
 def test_paragraph_features_summarise_phrases():
-    # two phrases separated by a half-note rest: a rising and a falling one
-    m = Melody.from_notes([60, 62, 64, 64, 62, 60], [0, 4, 8, 20, 24, 28], [4, 8, 12, 24, 28, 32])
+    # two two-bar phrases (4/4, 16 steps a bar) separated by a half-note rest: a rising and a falling one
+    m = Melody.from_notes([60, 62, 64, 64, 62, 60], [0, 8, 16, 40, 48, 56], [8, 16, 32, 48, 56, 72])
     phrases = split_phrases(m)
     assert len(phrases) == 2
     X, names = F.feature_matrix([m], "raw", ["contour", "interval_ngram"], paragraph=True, ngram_dims=64)
