@@ -1106,7 +1106,6 @@ def _convert_unguarded(src: TuneSource, out_dir: str) -> dict:
         write_midi(seq, path)
     except Exception as exc:  # pretty_midi/mido reject values MIDI cannot hold
         raise TuneError(f"cannot write MIDI ({type(exc).__name__}: {_short(exc)})") from None
-    os.chmod(path, _file_mode())  # the atomic writer's temporary file is private (0600)
     sha1 = hashlib.sha1(path.read_bytes()).hexdigest()[:16]
     quarters = info["duration_quarters"]
     row = dict(

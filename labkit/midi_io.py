@@ -493,6 +493,9 @@ def require_notes(sequence: music_pb2.NoteSequence, path: str | os.PathLike | No
 
 # --- writing --------------------------------------------------------------------------
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 def midi_to_bytes(sequence: music_pb2.NoteSequence) -> bytes:
     """The bytes of a standard MIDI file (format 1) holding ``sequence``.
 
@@ -538,6 +541,7 @@ def write_midi(sequence: music_pb2.NoteSequence, path: str | os.PathLike) -> Pat
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes the file private; give it the usual mode
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
