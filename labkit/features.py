@@ -53,7 +53,7 @@ Everything is computed for a whole batch at once: the notes of all melodies
 (or phrases) are laid end to end in flat arrays with a segment id per note,
 and every histogram is one ``np.bincount`` over ``segment * bins + bin``.
 
-Notebook: 09_style_features.ipynb
+Notebook: 06_style_features.ipynb
 """
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def group_dims(group: str, ngram_dims: int = NGRAM_DIMS) -> int:
     >>> group_dims("interval"), group_dims("interval_ngram", 512)
     (25, 512)
 
-    Notebook: 09_style_features.ipynb
+    Notebook: 06_style_features.ipynb
     """
     return len(_group_names(group, ngram_dims))
 
@@ -174,7 +174,7 @@ def feature_names(groups=None, paragraph: bool = False, ngram_dims: int = NGRAM_
     >>> feature_names(["interval"])[:2]
     ['interval:-12', 'interval:-11']
 
-    Notebook: 09_style_features.ipynb
+    Notebook: 06_style_features.ipynb
     """
     groups = _check_groups(groups)
     names = [n for g in groups for n in _group_names(g, ngram_dims)]
@@ -220,7 +220,7 @@ def hash_ngrams(tokens, family: str, dims: int) -> np.ndarray:
     >>> int(hash_ngrams([[12, 14]], "interval", 2048)[0]) == int(hash_ngrams([[12, 14]], "interval", 2048)[0])
     True
 
-    Notebook: 09_style_features.ipynb
+    Notebook: 06_style_features.ipynb
     """
     tokens = np.asarray(tokens)
     if tokens.ndim != 2:
@@ -528,7 +528,7 @@ def melody_features(melody, variant: str = "processed", groups=None,
         >>> melody_features(scale, "raw", ["pitch_class"])["pitch_class"].tolist()
         [2.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0]
 
-    Notebook: 09_style_features.ipynb
+    Notebook: 06_style_features.ipynb
     """
     groups = _check_groups(groups)
     row = _features_chunk([melody], _check_variant(variant), groups, False, ngram_dims)[0]
@@ -562,7 +562,7 @@ def feature_matrix(melodies: Iterable, variant: str = "processed", groups=None, 
         >>> X.shape, names[16], float(X[0, 16])
         ((1, 25), 'interval:+4', 1.0)
 
-    Notebook: 09_style_features.ipynb
+    Notebook: 06_style_features.ipynb
     """
     variant = _check_variant(variant)
     groups = _check_groups(groups)
@@ -593,7 +593,7 @@ def group_columns(names: Sequence[str], groups) -> np.ndarray:
     >>> group_columns(["interval:+1", "contour:up", "phrase_mean:contour:up"], ["contour"]).tolist()
     [1, 2]
 
-    Notebook: 09_style_features.ipynb
+    Notebook: 06_style_features.ipynb
     """
     groups = set(_check_groups(groups))
     keep = []
@@ -620,7 +620,7 @@ class Standardizer:
         >>> s.transform(np.array([[1.0, 5.0]])).tolist()
         [[0.0, 4.0]]
 
-    Notebook: 09_style_features.ipynb
+    Notebook: 06_style_features.ipynb
     """
 
     mean: np.ndarray
@@ -667,7 +667,7 @@ def mutual_information(X, y, bins: int = 8) -> np.ndarray:
     Returns:
         float64 ``[d]``, each >= 0.
 
-    Notebook: 09_style_features.ipynb
+    Notebook: 06_style_features.ipynb
     """
     X = np.asarray(X, dtype=np.float32)
     y = np.asarray(y).astype(np.int64).reshape(-1)
@@ -699,7 +699,7 @@ def select_mutual_information(X, y, k: int, bins: int = 8) -> tuple[np.ndarray, 
         >>> select_mutual_information(X, y, 1)[0].tolist()
         [0]
 
-    Notebook: 09_style_features.ipynb
+    Notebook: 06_style_features.ipynb
     """
     scores = mutual_information(X, y, bins)
     k = int(k)

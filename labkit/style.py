@@ -20,7 +20,7 @@ calibration error, cross-validation by tune, feature selection by L1 and by
 dimension, perturbations for robustness tests, the bundled :class:`StyleModel`,
 the paper's five-group :class:`GroupEnsemble`, and :func:`plot_style_axis`.
 
-Notebook: 10_style_index.ipynb
+Notebook: 07_style_index.ipynb
 """
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def class_weights(y, num_classes: int, mode: str | None = "balanced") -> np.ndar
     >>> class_weights(np.array([0, 0, 0, 1]), 2).tolist()
     [0.6666666666666666, 0.6666666666666666, 0.6666666666666666, 2.0]
 
-    Notebook: 10_style_index.ipynb
+    Notebook: 07_style_index.ipynb
     """
     y = np.asarray(y).reshape(-1)
     if mode is None:
@@ -235,7 +235,7 @@ def fit_logreg(X, y, num_classes: int, *, l2: float = 1e-3, l1: float = 0.0, ste
         >>> predict_proba(p, X).argmax(1).tolist()
         [0, 0, 1, 1]
 
-    Notebook: 10_style_index.ipynb
+    Notebook: 07_style_index.ipynb
     """
     import jax
     import jax.numpy as jnp
@@ -280,7 +280,7 @@ def fit_logreg(X, y, num_classes: int, *, l2: float = 1e-3, l1: float = 0.0, ste
 def predict_logits(params, X) -> np.ndarray:
     """Scores ``X @ W + b``: float32 ``[n, C]`` (numpy; the model is one matrix product).
 
-    Notebook: 10_style_index.ipynb
+    Notebook: 07_style_index.ipynb
     """
     X = np.asarray(X, dtype=np.float32)
     if X.ndim != 2 or X.shape[1] != params["w"].shape[0]:
@@ -294,7 +294,7 @@ def softmax(logits, temperature: float = 1.0) -> np.ndarray:
     >>> softmax(np.array([[0.0, np.log(3.0)]])).round(2).tolist()
     [[0.25, 0.75]]
 
-    Notebook: 10_style_index.ipynb
+    Notebook: 07_style_index.ipynb
     """
     z = np.asarray(logits, dtype=np.float64) / float(temperature)
     z = z - z.max(axis=-1, keepdims=True)
@@ -305,7 +305,7 @@ def softmax(logits, temperature: float = 1.0) -> np.ndarray:
 def predict_proba(params, X, temperature: float = 1.0) -> np.ndarray:
     """Probability of each style: float64 ``[n, C]``, rows sum to 1.
 
-    Notebook: 10_style_index.ipynb
+    Notebook: 07_style_index.ipynb
     """
     return softmax(predict_logits(params, X), temperature)
 
@@ -316,7 +316,7 @@ def log_loss(probs, y) -> float:
     >>> round(log_loss(np.array([[0.5, 0.5]]), np.array([1])), 4)
     0.6931
 
-    Notebook: 10_style_index.ipynb
+    Notebook: 07_style_index.ipynb
     """
     probs = np.asarray(probs, dtype=np.float64)
     y = np.asarray(y).reshape(-1)
@@ -350,7 +350,7 @@ def calibrate(logits_val, y_val, t_min: float = 0.25, t_max: float = 20.0) -> fl
         >>> calibrate(z, y) > 20 - 1e-6   # always wrong when sure: softest allowed T
         True
 
-    Notebook: 10_style_index.ipynb
+    Notebook: 07_style_index.ipynb
     """
     z = np.asarray(logits_val, dtype=np.float64)
     y = np.asarray(y_val).reshape(-1)
@@ -391,7 +391,7 @@ def ece(probs, y, bins: int = 15) -> float:
     >>> ece(np.array([[0.9, 0.1], [0.9, 0.1]]), np.array([0, 1]))
     0.4
 
-    Notebook: 10_style_index.ipynb
+    Notebook: 07_style_index.ipynb
     """
     probs = np.asarray(probs, dtype=np.float64)
     y = np.asarray(y).reshape(-1)
@@ -449,7 +449,7 @@ def stratified_kfold(labels, k: int = 5, seed: int = 0, groups=None) -> list[tup
         >>> sorted(np.concatenate([test for _, test in folds]).tolist())
         [0, 1, 2, 3, 4, 5, 6, 7]
 
-    Notebook: 10_style_index.ipynb
+    Notebook: 07_style_index.ipynb
     """
     labels = np.asarray(labels).reshape(-1)
     k = int(k)
@@ -487,7 +487,7 @@ def stratified_split(labels, fraction: float, seed: int = 0, groups=None) -> tup
     >>> len(part), len(rest)
     (4, 16)
 
-    Notebook: 10_style_index.ipynb
+    Notebook: 07_style_index.ipynb
     """
     labels = np.asarray(labels).reshape(-1)
     if not 0 < fraction < 1:
@@ -516,7 +516,7 @@ def confusion_matrix(y_true, y_pred, num_classes: int | None = None) -> np.ndarr
     >>> confusion_matrix([0, 0, 1], [0, 1, 1]).tolist()
     [[1, 1], [0, 1]]
 
-    Notebook: 10_style_index.ipynb
+    Notebook: 07_style_index.ipynb
     """
     y_true = np.asarray(y_true).reshape(-1).astype(np.int64)
     y_pred = np.asarray(y_pred).reshape(-1).astype(np.int64)
@@ -535,7 +535,7 @@ def balanced_accuracy(y_true, y_pred, num_classes: int | None = None) -> float:
     >>> balanced_accuracy([0, 0, 0, 1], [0, 0, 0, 0])
     0.5
 
-    Notebook: 10_style_index.ipynb
+    Notebook: 07_style_index.ipynb
     """
     cm = confusion_matrix(y_true, y_pred, num_classes)
     support = cm.sum(axis=1)
@@ -572,7 +572,7 @@ def cross_validate(X, y, k: int = 5, *, seed: int = 0, groups=None, l2: float = 
         ``proba`` [n, C] (out-of-fold probabilities), ``log_loss``, ``ece``,
         ``fold`` [n] (fold of each item) and ``seconds`` (fitting time).
 
-    Notebook: 10_style_index.ipynb
+    Notebook: 07_style_index.ipynb
     """
     X, y = _as_xy(X, y, num_classes)
     C = num_classes or int(y.max()) + 1
@@ -624,7 +624,7 @@ def l1_path(X, y, lambdas: Sequence[float], *, X_val=None, y_val=None, l2: float
         >>> bool(r["nonzero"][0] > r["nonzero"][1])
         True
 
-    Notebook: 10_style_index.ipynb
+    Notebook: 07_style_index.ipynb
     """
     X, y = _as_xy(X, y)
     if X_val is None:
@@ -666,7 +666,7 @@ def dimensionality_cost(X, y, dims: Sequence[int], *, selection: str = "mi", tes
     Returns:
         list of dicts ``{"dims", "fit_seconds", "iterations", "balanced_accuracy", "accuracy"}``.
 
-    Notebook: 10_style_index.ipynb
+    Notebook: 07_style_index.ipynb
     """
     X, y = _as_xy(X, y)
     tr, te = stratified_split(y, test_fraction, seed, groups)
@@ -707,7 +707,7 @@ def learning_curve(X, y, fractions: Sequence[float], *, seed: int = 0, groups=No
     Returns:
         list of dicts ``{"fraction", "train_size", "balanced_accuracy", "accuracy"}``.
 
-    Notebook: 10_style_index.ipynb
+    Notebook: 07_style_index.ipynb
     """
     X, y = _as_xy(X, y)
     C = int(y.max()) + 1
@@ -767,7 +767,7 @@ def perturb(melody, kind: str, amount, key=None):
         >>> perturb(m, "pitch", 1.0, key=0).pitches.tolist() != [60, 62, 64]
         True
 
-    Notebook: 10_style_index.ipynb
+    Notebook: 07_style_index.ipynb
     """
     from labkit.melody import Melody
 
@@ -824,7 +824,7 @@ def perturb_features(X, amount: float, key) -> np.ndarray:
     Apply it to *standardised* features, so that ``amount`` is in units of each
     column's standard deviation.
 
-    Notebook: 10_style_index.ipynb
+    Notebook: 07_style_index.ipynb
     """
     X = np.asarray(X, dtype=np.float32)
     return (X + float(amount) * _rng_from_key(key).standard_normal(X.shape)).astype(np.float32)
@@ -881,7 +881,7 @@ class StyleModel:
         >>> model.predict(up[:1])
         ['up']
 
-    Notebook: 10_style_index.ipynb
+    Notebook: 07_style_index.ipynb
     """
 
     styles: tuple[str, ...]
@@ -962,7 +962,7 @@ class StyleModel:
     def predict_proba(self, melodies) -> np.ndarray:
         """Calibrated probability of each style, ``[n, C]`` (columns in ``self.styles`` order).
 
-        Notebook: 10_style_index.ipynb
+        Notebook: 07_style_index.ipynb
         """
         return self.proba_from_features(self.features(melodies))
 
@@ -973,7 +973,7 @@ class StyleModel:
     def index(self, melodies, target: str) -> np.ndarray:
         """The style index: probability ``[n]`` of the ``target`` style (0 = surely not, 1 = surely).
 
-        Notebook: 10_style_index.ipynb
+        Notebook: 07_style_index.ipynb
         """
         return self.predict_proba(melodies)[:, self._style_column(target)]
 
@@ -1143,7 +1143,7 @@ class GroupEnsemble:
         combine: ``"mean"`` or ``"stack"``; combiner: the stacker's params (stack only).
         temperature: the combined output's temperature.
 
-    Notebook: 10_style_index.ipynb
+    Notebook: 07_style_index.ipynb
     """
 
     styles: tuple[str, ...]
@@ -1305,7 +1305,7 @@ def plot_style_axis(indices, labels=None, target: str = "irish", other: str = "g
     Returns:
         The matplotlib Axes.
 
-    Notebook: 10_style_index.ipynb
+    Notebook: 07_style_index.ipynb
     """
     import matplotlib.pyplot as plt
 
