@@ -21,6 +21,7 @@ Notebook: 02_preprocessing.ipynb
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -195,7 +196,8 @@ def _build_melody_set(root: Path, manifest, steps_per_quarter: int, jobs: int | 
     work = [(row.id, str(root / row.path), steps_per_quarter) for row in manifest.itertuples()]
     jobs = jobs or os.cpu_count() or 1
     if jobs > 1 and len(work) > 200:
-        with ProcessPoolExecutor(jobs) as pool:
+        # spawn, not fork: a forked copy of a process that runs JAX's threads can deadlock
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             results = list(pool.map(_tune_events, work, chunksize=64))
     else:
         results = [_tune_events(w) for w in work]
