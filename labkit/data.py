@@ -235,6 +235,44 @@ def _random_shift(events: np.ndarray, rng: np.random.Generator, max_semitones: i
     return int(rng.integers(lo, hi + 1)) if lo <= hi else 0
 
 
+def _crop(row: np.ndarray, rng: np.random.Generator, seq_len: int | None, shuffle: bool) -> np.ndarray:
+    """A window of ``seq_len + 1`` entries of ``row``: at a random start when ``shuffle``, else the first."""
+    if seq_len is not None and len(row) > seq_len + 1:
+        start = int(rng.integers(0, len(row) - seq_len)) if shuffle else 0
+        row = row[start:start + seq_len + 1]
+    return row
+
+
+def pad_batch(rows, width: int | None = None) -> dict:
+    """Token rows of different lengths as one batch ``{"tokens": int32 [B, W], "mask": float32 [B, W]}``.
+
+    ``W`` is ``width`` (default: the longest row); padding is token 0 with mask 0.
+
+    >>> pad_batch([np.array([5, 6, 7]), np.array([8])])["mask"].tolist()
+    [[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]]
+    """
+    width = width if width is not None else max(len(r) for r in rows)
+    tokens = np.zeros((len(rows), width), dtype=np.int32)
+    mask = np.zeros((len(rows), width), dtype=np.float32)
+    for i, row in enumerate(rows):
+        tokens[i, :len(row)] = row
+        mask[i, :len(row)] = 1.0
+    return {"tokens": tokens, "mask": mask}
+
+
+def token_batches(rows, *, batch_size: int, seq_len: int | None = None, seed: int = 0, epoch: int = 0,
+                  shuffle: bool = True) -> Iterator[dict]:
+    """Padded, masked batches of ready-made token rows (any vocabulary), like :func:`batches`.
+
+    The order and the crops come from ``numpy.random.default_rng([seed, epoch])``.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(rows)) if shuffle else np.arange(len(rows))
+    for first in range(0, len(order), batch_size):
+        pieces = [_crop(np.asarray(rows[i]), rng, seq_len, shuffle) for i in order[first:first + batch_size]]
+        yield pad_batch(pieces, seq_len + 1 if seq_len is not None else None)
+
+
 def batches(mels: MelodySet, *, batch_size: int, seq_len: int | None = None, seed: int = 0,
             epoch: int = 0, shuffle: bool = True, augment_semitones: int = 0,
             encoding: MelodyEncoding | None = None, drop_remainder: bool = False) -> Iterator[dict]:
@@ -257,7 +295,7 @@ def batches(mels: MelodySet, *, batch_size: int, seq_len: int | None = None, see
     Example:
         >>> mels = MelodySet.from_melodies([Melody.from_notes([60, 62], [0, 2], [2, 4])])
         >>> b = next(batches(mels, batch_size=4, shuffle=False))
-        >>> b["tokens"].shape, b["mask"].sum()
+        >>> b["tokens"].shape, float(b["mask"].sum())
         ((1, 5), 5.0)
     """
     encoding = encoding or MelodyEncoding()
@@ -269,17 +307,8 @@ def batches(mels: MelodySet, *, batch_size: int, seq_len: int | None = None, see
             return
         pieces = []
         for i in chosen:
-            events = mels.events_of(i)
-            if seq_len is not None and len(events) > seq_len + 1:
-                start = int(rng.integers(0, len(events) - seq_len)) if shuffle else 0
-                events = events[start:start + seq_len + 1]
+            events = _crop(mels.events_of(i), rng, seq_len, shuffle)
             if augment_semitones:
                 events = transpose_events(events, _random_shift(events, rng, augment_semitones, encoding))
             pieces.append(encoding.encode(events))
-        width = seq_len + 1 if seq_len is not None else max(len(p) for p in pieces)
-        tokens = np.zeros((len(pieces), width), dtype=np.int32)
-        mask = np.zeros((len(pieces), width), dtype=np.float32)
-        for row, piece in enumerate(pieces):
-            tokens[row, :len(piece)] = piece
-            mask[row, :len(piece)] = 1.0
-        yield {"tokens": tokens, "mask": mask}
+        yield pad_batch(pieces, seq_len + 1 if seq_len is not None else None)

@@ -505,23 +505,9 @@ def _token_rows(seqs: Sequence[np.ndarray], bos: int) -> list[np.ndarray]:
 def _windows(rows: list[np.ndarray], *, batch_size: int, seq_len: int | None, seed: int, epoch: int,
              shuffle: bool):
     """Batches ``{"tokens", "mask"}`` of token rows; crops to ``seq_len + 1`` when given."""
-    rng = np.random.default_rng([seed, epoch])
-    order = rng.permutation(len(rows)) if shuffle else np.arange(len(rows))
-    for first in range(0, len(order), batch_size):
-        pieces = []
-        for i in order[first:first + batch_size]:
-            row = rows[i]
-            if seq_len is not None and len(row) > seq_len + 1:
-                start = int(rng.integers(0, len(row) - seq_len)) if shuffle else 0
-                row = row[start:start + seq_len + 1]
-            pieces.append(row)
-        width = seq_len + 1 if seq_len is not None else max(len(p) for p in pieces)
-        tokens = np.zeros((len(pieces), width), dtype=np.int32)
-        mask = np.zeros((len(pieces), width), dtype=np.float32)
-        for r, p in enumerate(pieces):
-            tokens[r, :len(p)] = p
-            mask[r, :len(p)] = 1.0
-        yield {"tokens": tokens, "mask": mask}
+    from labkit.data import token_batches
+
+    return token_batches(rows, batch_size=batch_size, seq_len=seq_len, seed=seed, epoch=epoch, shuffle=shuffle)
 
 
 class LSTMModel:
