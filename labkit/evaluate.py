@@ -466,6 +466,9 @@ class LSTMSettings:
         valid_fraction: tunes of the fold's training set held out for early stopping.
         pretrain_steps: steps on the pretraining tunes (done once per run and cached).
         finetune_steps, finetune_learning_rate: steps on the fold's tunes after pretraining.
+        augment_semitones: transpose each training window by a random shift in
+            ``[-n, n]`` that keeps it inside the alphabet (0 = off). Only meaningful
+            when the symbols are pitches (the 128-pitch view).
         seed: parameters, dropout, data order and the validation split.
 
     Notebook: 04_lstm_melody_model.ipynb
@@ -485,6 +488,7 @@ class LSTMSettings:
     pretrain_steps: int = 4000
     finetune_steps: int = 600
     finetune_learning_rate: float = 1e-3
+    augment_semitones: int = 0
     seed: int = 0
 
 
@@ -508,6 +512,35 @@ def _windows(rows: list[np.ndarray], *, batch_size: int, seq_len: int | None, se
     from labkit.data import token_batches
 
     return token_batches(rows, batch_size=batch_size, seq_len=seq_len, seed=seed, epoch=epoch, shuffle=shuffle)
+
+
+def transpose_rows(rows: Sequence[np.ndarray], semitones: int, alphabet_size: int,
+                   rng: np.random.Generator) -> list[np.ndarray]:
+    """Shift the pitch symbols of each token row (after its start token) by a random amount.
+
+    Each row gets its own shift, drawn uniformly from the shifts in ``[-semitones, semitones]``
+    that keep all its symbols inside ``0..alphabet_size-1``; the start token (``row[0]``)
+    is kept. This is transposition augmentation for the pitch view.
+
+    Notebook: 04_lstm_melody_model.ipynb
+
+    Example:
+        >>> rows = transpose_rows([np.array([128, 0, 2])], 3, 128, np.random.default_rng(0))
+        >>> int(rows[0][0]), int(rows[0][1]) in (0, 1, 2, 3), int(rows[0][2] - rows[0][1])
+        (128, True, 2)
+    """
+    out = []
+    for row in rows:
+        row = np.asarray(row)
+        body = row[1:]
+        if not len(body) or semitones <= 0:
+            out.append(row)
+            continue
+        low = -min(int(semitones), int(body.min()))
+        high = min(int(semitones), alphabet_size - 1 - int(body.max()))
+        shift = int(rng.integers(low, high + 1)) if high >= low else 0
+        out.append(np.concatenate([row[:1], body + shift]).astype(row.dtype))
+    return out
 
 
 class LSTMModel:
@@ -564,7 +597,11 @@ class LSTMModel:
         s = self.settings
 
         def train_batches(epoch):
-            return _windows(rows, batch_size=s.batch_size, seq_len=s.seq_len, seed=s.seed + seed_offset,
+            shifted = rows
+            if s.augment_semitones:
+                rng = np.random.default_rng([s.seed + seed_offset, epoch, 2])
+                shifted = transpose_rows(rows, s.augment_semitones, self.alphabet_size, rng)
+            return _windows(shifted, batch_size=s.batch_size, seq_len=s.seq_len, seed=s.seed + seed_offset,
                             epoch=epoch, shuffle=True)
         return train_batches
 
@@ -613,13 +650,18 @@ class LSTMModel:
                 raise ConfigError(f"a tune holds symbol {int(np.max(s))} outside 0..{self.alphabet_size - 1}")
 
     # --- scoring ---------------------------------------------------------------------------------
-    def score(self, tests: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Bits (float64 ``[T]``, >= 0) of every symbol of each test tune, the first one included."""
+    def distributions(self, tests: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The model's predictive distribution before each symbol: float64 ``[T, alphabet_size]`` per tune.
+
+        Row ``t`` is ``p(x_t | x_<t)`` over the symbols (the start token, which never
+        follows, is left out and the rest renormalised). Tunes are run in batches of
+        similar length.
+        """
         if self.model is None:
-            raise ConfigError("LSTMModel.score before fit")
-        log_probs = _log_probs_fn()
+            raise ConfigError("LSTMModel used before fit")
+        log_softmax = _log_softmax_fn()
         rows = _token_rows(tests, self.alphabet_size)
-        out: list[np.ndarray] = [np.zeros(0)] * len(rows)
+        out: list[np.ndarray] = [np.zeros((0, self.alphabet_size))] * len(rows)
         order = np.argsort([len(r) for r in rows], kind="stable")
         for first in range(0, len(order), 32):
             chosen = order[first:first + 32]
@@ -628,31 +670,79 @@ class LSTMModel:
             tokens = np.zeros((len(chosen), width), dtype=np.int32)
             for r, i in enumerate(chosen):
                 tokens[r, :len(rows[i])] = rows[i]
-            lp = np.asarray(log_probs(self.model, tokens))            # [B, width - 1], natural log
+            lp = np.asarray(log_softmax(self.model, tokens), dtype=np.float64)   # [B, width - 1, V + 1]
             for r, i in enumerate(chosen):
-                out[i] = -lp[r, :len(rows[i]) - 1].astype(np.float64) / math.log(2.0)
+                p = np.exp(lp[r, :len(rows[i]) - 1, :self.alphabet_size])
+                out[i] = p / p.sum(axis=-1, keepdims=True)
+        return out
+
+    def score(self, tests: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Bits (float64 ``[T]``, >= 0) of every symbol of each test tune, the first one included."""
+        if self.model is None:
+            raise ConfigError("LSTMModel.score before fit")
+        return [-np.log2(np.maximum(d[np.arange(len(t)), np.asarray(t, dtype=np.int64)], 1e-300))
+                for d, t in zip(self.distributions(tests), tests)]
+
+
+class HybridModel:
+    """The LSTM and IDyOM's n-gram models, their predictions combined note by note.
+
+    ``ngram_models`` picks the n-gram side (:data:`labkit.ngram.IDYOM_MODELS`): ``"stm"``
+    adds a short-term model that learns the test tune as it is read (the LSTM's
+    weights stay fixed; the short-term model supplies what the tune itself has
+    repeated so far); ``"both+"`` adds the long-term model too, which learns each test
+    tune after predicting it. The distributions are combined by
+    :func:`labkit.ngram.combine` (IDyOM's entropy-weighted geometric mean, ``bias``).
+    Every model is trained on the same fold (and pretraining) tunes only.
+
+    Notebook: 04_lstm_melody_model.ipynb
+    """
+
+    def __init__(self, alphabet_size: int, settings: LSTMSettings | None = None, cache: dict | None = None, *,
+                 ngram_models: str = "both+", bias: float = 2.0, combination: str = "geometric",
+                 max_order: int | None = None):
+        from labkit.ngram import IdyomModel
+
+        self.lstm = LSTMModel(alphabet_size, settings, cache)
+        self.ngram = IdyomModel(alphabet_size, ngram_models, max_order=max_order)
+        self.bias, self.combination = float(bias), combination
+
+    def fit(self, train: Sequence[np.ndarray], pretrain: Sequence[np.ndarray] | None = None) -> None:
+        """Train the LSTM (:meth:`LSTMModel.fit`) and the n-gram long-term model (on ``pretrain + train``)."""
+        self.lstm.fit(train, pretrain=pretrain)
+        if self.ngram.models != "stm":
+            self.ngram.fit(list(pretrain or []) + list(train))
+
+    def score(self, tests: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Bits of every symbol of each test tune under the combined prediction, tunes read in order."""
+        from labkit.ngram import combine
+
+        out = []
+        for dist, test in zip(self.lstm.distributions(tests), tests):
+            parts = [dist] + self.ngram.component_distributions(test)
+            p = combine(parts, self.combination, self.bias)
+            out.append(-np.log2(np.maximum(p[np.arange(len(test)), np.asarray(test, dtype=np.int64)], 1e-300)))
         return out
 
 
-_LOG_PROBS = None
+_LOG_SOFTMAX = None
 
 
-def _log_probs_fn():
-    """A jitted ``(model, tokens [B, T+1]) -> log p(tokens[:, 1:])`` ``[B, T]`` (built on first use)."""
-    global _LOG_PROBS
-    if _LOG_PROBS is None:
+def _log_softmax_fn():
+    """A jitted ``(model, tokens [B, T+1]) -> log p(. | tokens[:, :t])`` ``[B, T, V]`` (built on first use)."""
+    global _LOG_SOFTMAX
+    if _LOG_SOFTMAX is None:
         import jax
         import jax.numpy as jnp
         from flax import nnx
 
         @nnx.jit
-        def log_probs(model, tokens):
+        def log_softmax(model, tokens):
             logits = model(tokens[:, :-1]).astype(jnp.float32)
-            lp = jax.nn.log_softmax(logits, axis=-1)
-            return jnp.take_along_axis(lp, tokens[:, 1:, None], axis=-1)[..., 0]
+            return jax.nn.log_softmax(logits, axis=-1)
 
-        _LOG_PROBS = log_probs
-    return _LOG_PROBS
+        _LOG_SOFTMAX = log_softmax
+    return _LOG_SOFTMAX
 
 
 # =====================================================================================

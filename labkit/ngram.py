@@ -527,14 +527,24 @@ class IdyomModel:
 
         ``"ltm+"``/``"both+"`` leave the melody learned by the long-term model.
         """
+        parts = self.component_distributions(sequence)
+        if len(parts) == 1:
+            return parts[0]
+        return combine(parts, self.combination, self.bias)
+
+    def component_distributions(self, sequence) -> list[np.ndarray]:
+        """The distributions ``[T, alphabet_size]`` of each model before they are combined.
+
+        ``[ltm]``, ``[stm]`` or ``[ltm, stm]``, read note by note as :meth:`distributions`
+        does (and with the same side effect: ``"ltm+"``/``"both+"`` learn the melody).
+        Use it to combine the n-gram models with another model's predictions.
+        """
         parts = []
         if self.models != "stm":
             parts.append(self.ltm.distributions(sequence, learn=self.models.endswith("+")))
         if self.models in ("stm", "both", "both+"):
             parts.append(PPM(**self._stm_args).distributions(sequence, learn=True))
-        if len(parts) == 1:
-            return parts[0]
-        return combine(parts, self.combination, self.bias)
+        return parts
 
     def log2_probs(self, sequence) -> np.ndarray:
         """``log2 p`` of each symbol: float64 ``[T]`` (<= 0)."""

@@ -6,8 +6,9 @@ import pytest
 
 from labkit.cli import main
 from labkit.errors import ConfigError, CorpusError
-from labkit.evaluate import (CVResult, LSTMModel, LSTMSettings, NgramModel, cross_validate, event_view,
-                             interval_ngrams, kfold_by_tune, load_midi_dir, near_duplicates, pitch_view)
+from labkit.evaluate import (CVResult, HybridModel, LSTMModel, LSTMSettings, NgramModel, cross_validate,
+                             event_view, interval_ngrams, kfold_by_tune, load_midi_dir, near_duplicates,
+                             pitch_view, transpose_rows)
 from labkit.melody import Melody, melody_to_sequence
 from labkit.midi_io import write_midi
 
@@ -186,6 +187,65 @@ def test_lstm_model_trains_scores_and_fine_tunes():
         LSTMModel(10, settings).fit([np.array([3, 12])])
 
 
+def test_transpose_rows_keeps_the_start_token_the_intervals_and_the_range():
+    rng = np.random.default_rng(1)
+    rows = [np.array([128, 60, 62, 67]), np.array([128, 0, 3]), np.array([128, 127, 125]), np.array([128])]
+    shifts = set()
+    for _ in range(50):
+        out = transpose_rows(rows, 4, 128, rng)
+        for row, new in zip(rows, out):
+            assert new[0] == 128 and len(new) == len(row)
+            assert np.array_equal(np.diff(new[1:]), np.diff(row[1:]))
+            assert new[1:].min(initial=0) >= 0 and new[1:].max(initial=0) <= 127
+        shifts.add(int(out[0][1] - 60))
+        assert out[1][1] >= 0 and out[2][1] <= 127              # edge rows only move inwards
+    assert shifts == set(range(-4, 5))                          # every allowed shift is drawn
+
+
+def test_lstm_augmentation_changes_training_and_keeps_the_seed_contract():
+    tunes = [pitch_view(t) for t in make_tunes(16, seed=9)]
+    plain = LSTMSettings(hidden_size=16, embed_dim=8, batch_size=8, seq_len=16, num_steps=10, eval_every=10)
+    shifted = LSTMSettings(**{**plain.__dict__, "augment_semitones": 5})
+    bits = {}
+    for name, settings in (("plain", plain), ("shifted", shifted), ("again", shifted)):
+        m = LSTMModel(128, settings)
+        m.fit(tunes[:12])
+        bits[name] = np.concatenate(m.score(tunes[12:]))
+    assert not np.allclose(bits["plain"], bits["shifted"])
+    assert np.allclose(bits["shifted"], bits["again"])
+
+
+def test_lstm_distributions_match_its_scores():
+    tunes = [pitch_view(t) for t in make_tunes(12, seed=10)]
+    m = LSTMModel(128, LSTMSettings(hidden_size=16, embed_dim=8, batch_size=8, seq_len=16, num_steps=10,
+                                    eval_every=10))
+    m.fit(tunes[:8])
+    dists = m.distributions(tunes[8:])
+    for d, t, b in zip(dists, tunes[8:], m.score(tunes[8:])):
+        assert d.shape == (len(t), 128) and np.allclose(d.sum(axis=1), 1.0)
+        assert np.allclose(-np.log2(d[np.arange(len(t)), t]), b)
+
+
+def test_hybrid_model_uses_what_the_tune_repeats():
+    tunes = [pitch_view(t) for t in make_tunes(12, seed=11)]
+    phrase = np.array([62, 69, 64, 71, 60, 67, 65, 72, 63, 70])   # not in the training motifs' style
+    test = np.concatenate([phrase] * 4)
+    settings = LSTMSettings(hidden_size=16, embed_dim=8, batch_size=8, seq_len=16, num_steps=10, eval_every=10)
+    lstm = LSTMModel(128, settings)
+    lstm.fit(tunes)
+    alone = lstm.score([test])[0]
+    hybrid = HybridModel(128, settings, ngram_models="stm")
+    hybrid.fit(tunes)
+    mixed = hybrid.score([test])[0]
+    assert mixed.shape == test.shape and np.isfinite(mixed).all()
+    assert mixed[-10:].mean() < 0.5 * alone[-10:].mean()          # the short-term model caught the repeats
+    full = HybridModel(128, settings, ngram_models="both+")
+    full.fit(tunes)
+    assert np.isfinite(full.score([test])[0]).all()
+    r = cross_validate(tunes, lambda: HybridModel(128, settings, ngram_models="stm"), k=3)
+    assert len(r.folds) == 3 and r.mean_bits_per_note < np.log2(128)
+
+
 # --- command line --------------------------------------------------------------------------------
 
 def write_folder(folder, tunes):
@@ -239,3 +299,15 @@ def test_cli_model_options_change_the_result(tmp_path, capsys):
     assert len(set(results.values())) == 3     # each option reaches the model
     assert main(base[:-2] + ["--pitch-alphabet", "corpus"]) == 2     # only with --pitch-only
     assert "--pitch-only" in capsys.readouterr().err
+
+
+def test_cli_runs_the_hybrid_and_checks_transposition(tmp_path, capsys):
+    tunes = make_tunes(9, seed=12)
+    write_folder(tmp_path / "midi", tunes)
+    base = ["evaluate", "cv", "--midi-dir", str(tmp_path / "midi"), "--folds", "3", "--hidden-size", "8",
+            "--steps", "10"]
+    assert main(base + ["--pitch-only", "--model", "lstm+ngram", "--transpose", "2", "--bias", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "+ n-gram both+, bias 1" in out and "transposed up to 2" in out and "fold  3/3" in out
+    assert main(base + ["--transpose", "2"]) == 2                     # events are not pitches
+    assert "--transpose" in capsys.readouterr().err

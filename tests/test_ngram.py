@@ -150,3 +150,13 @@ def test_idyom_models_learn_as_configured():
     assert np.isclose(stm.bits(tune).sum(), bits.sum())         # ... and forgets it afterwards
     both = IdyomModel(8, "both+").fit(train)
     assert np.isfinite(both.bits(tune)).all()
+
+
+def test_component_distributions_are_what_is_combined():
+    train = random_tunes(n=20, alphabet=8, seed=6)
+    tune = np.array([0, 2, 4, 5, 4, 2] * 3)
+    parts = IdyomModel(8, "both").fit(train).component_distributions(tune)
+    assert len(parts) == 2 and all(p.shape == (len(tune), 8) for p in parts)
+    assert np.allclose(combine(parts), IdyomModel(8, "both").fit(train).distributions(tune))
+    assert len(IdyomModel(8, "stm").component_distributions(tune)) == 1
+    assert not np.allclose(parts[0], parts[1])                   # the LTM and the STM differ

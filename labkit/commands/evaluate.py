@@ -16,6 +16,12 @@ import json
 import sys
 
 
+#: Defaults of ``--model lstm+ngram`` and of the LSTM's augmentation (chosen in benchmarks/README.md).
+HYBRID_NGRAM = "both+"
+HYBRID_BIAS = 2.0
+PITCH_TRANSPOSE = 0
+
+
 def _order(text: str):
     if text.strip().lower() in ("*", "star", "none", "unbounded"):
         return None
@@ -50,20 +56,29 @@ def register(subparsers) -> None:
     cv.add_argument("--pitch-alphabet", choices=("midi", "corpus"), default="midi",
                     help="pitch-only symbols: all 128 MIDI pitches (default), or only the pitches that occur "
                          "in the tunes (IDyOM's convention; it lowers the cost of rare fallbacks)")
-    cv.add_argument("--model", choices=("ngram", "lstm"), default="ngram", help="model (default: ngram)")
+    cv.add_argument("--model", choices=("ngram", "lstm", "lstm+ngram"), default="ngram",
+                    help="model (default: ngram); lstm+ngram combines the LSTM's prediction with n-gram "
+                         "models note by note (see --ngram-models, --bias)")
     cv.add_argument("--json", action="store_true",
                     help='print only {"folds": [...], "mean_bits_per_note": X, "notes": N}')
     cv.add_argument("--steps-per-quarter", type=int, default=4, help="time grid of the event view (default: 4)")
     ngram = cv.add_argument_group("n-gram model")
-    ngram.add_argument("--ngram-models", choices=("ltm", "ltm+", "stm", "both", "both+"), default="both+",
+    ngram.add_argument("--ngram-models", choices=("ltm", "ltm+", "stm", "both", "both+"), default=None,
                        help="IDyOM configuration (default: both+ = long-term model that keeps learning, "
-                            "plus a short-term model of the tune itself)")
+                            "plus a short-term model of the tune itself; with lstm+ngram: "
+                            f"{HYBRID_NGRAM})")
+    ngram.add_argument("--bias", type=float, default=None,
+                       help="entropy bias of the combination (IDyOM: 7 for its two n-gram models; default "
+                            f"with lstm+ngram: {HYBRID_BIAS})")
     ngram.add_argument("--order", type=_order, default=None,
                        help="order bound of the long-term model, or 'star' for unbounded PPM* (default: star)")
     lstm = cv.add_argument_group("LSTM model")
     lstm.add_argument("--hidden-size", type=int, default=128, help="LSTM units (default: 128)")
     lstm.add_argument("--layers", type=int, default=1, help="LSTM layers (default: 1)")
     lstm.add_argument("--steps", type=int, default=None, help="training steps per fold (default: 1200)")
+    lstm.add_argument("--transpose", type=int, default=None, metavar="N",
+                      help="transposition augmentation of the training tunes by up to N semitones "
+                           f"(pitch-only with the MIDI alphabet; default: {PITCH_TRANSPOSE} there, else 0)")
     pre = cv.add_argument_group("pretraining (both models)")
     pre.add_argument("--pretrain-style", nargs="+", metavar="STYLE",
                      help="also train on shipped corpus tunes of these styles (the LSTM: first, then it is "
@@ -79,7 +94,7 @@ def _say(args, text: str) -> None:
 
 def run_cv(args) -> int:
     from labkit.errors import ConfigError
-    from labkit.evaluate import (VIEWS, LSTMModel, LSTMSettings, NgramModel, corpus_pitch_view,
+    from labkit.evaluate import (VIEWS, HybridModel, LSTMModel, LSTMSettings, NgramModel, corpus_pitch_view,
                                  cross_validate, load_corpus_melodies, load_midi_dir, usable_for_view)
 
     corpus_filters = dict(subsets=args.corpus_subset, styles=args.style, collections=args.collection,
@@ -117,20 +132,37 @@ def run_cv(args) -> int:
         view = corpus_pitch_view(melodies, pretrain or [])
     alphabet = VIEWS[view][1] if isinstance(view, str) else view[1]
 
+    pitch_symbols = args.pitch_only and args.pitch_alphabet == "midi"
+    transpose = args.transpose if args.transpose is not None else (PITCH_TRANSPOSE if pitch_symbols else 0)
+    if transpose and not pitch_symbols:
+        raise ConfigError("--transpose needs --pitch-only with the MIDI pitch alphabet (symbols = pitches)")
+    if transpose < 0:
+        raise ConfigError(f"--transpose must be >= 0, got {transpose}")
     if args.model == "ngram":
-        description = f"n-gram {args.ngram_models}, order {'*' if args.order is None else args.order}"
+        models = args.ngram_models or "both+"
+        options = {} if args.bias is None else {"bias": args.bias}
+        description = f"n-gram {models}, order {'*' if args.order is None else args.order}"
 
         def factory():
-            return NgramModel(alphabet, args.ngram_models, max_order=args.order)
+            return NgramModel(alphabet, models, max_order=args.order, **options)
     else:
         settings = LSTMSettings(hidden_size=args.hidden_size, num_layers=args.layers, seed=args.seed,
-                                seq_len=64 if args.pitch_only else 128,
+                                seq_len=64 if args.pitch_only else 128, augment_semitones=transpose,
                                 **({"num_steps": args.steps} if args.steps else {}))
         cache: dict = {}
         description = f"LSTM {args.layers}x{args.hidden_size}" + (" pretrained" if pretrain else "")
+        if transpose:
+            description += f", transposed up to {transpose} semitones"
+        if args.model == "lstm":
+            def factory():
+                return LSTMModel(alphabet, settings, cache)
+        else:
+            models = args.ngram_models or HYBRID_NGRAM
+            bias = HYBRID_BIAS if args.bias is None else args.bias
+            description += f" + n-gram {models}, bias {bias:g}"
 
-        def factory():
-            return LSTMModel(alphabet, settings, cache)
+            def factory():
+                return HybridModel(alphabet, settings, cache, ngram_models=models, bias=bias, max_order=args.order)
 
     notes = sum(len(m.pitches) for m in melodies)
     view_name = f"{view} view" if isinstance(view, str) else f"pitch view over {alphabet} pitches"
