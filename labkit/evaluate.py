@@ -24,11 +24,14 @@ flatter any model.
 **Models** follow a two-method protocol: ``fit(train, pretrain=None)`` with lists of
 int arrays, and ``score(tests) -> list of per-symbol bits``. :class:`NgramModel`
 wraps IDyOM-style PPM models (:mod:`labkit.ngram`); :class:`LSTMModel` trains the
-course's LSTM (:mod:`labkit.models`, :func:`labkit.train.fit`) on each fold.
+course's LSTM (:mod:`labkit.models`, :func:`labkit.train.fit`) on each fold;
+:class:`HybridModel` combines the LSTM's prediction with the n-gram models' note by note
+(IDyOM's entropy-weighted combination), so the short-term model can supply what the
+tune being read has repeated so far.
 
 Reference figures, pitch-only, 10-fold CV on the Essen ``kinder`` set (213 tunes,
 8,393 notes; Pearce 2005, Tables 6.6-6.7): IDyOM LTM 2.428, LTM+ 2.237, BOTH+ 2.106
-bits/note.
+bits/note. Ours are in ``benchmarks/README.md`` (melody model quality).
 
 Notebook: 04_lstm_melody_model.ipynb
 """
@@ -690,10 +693,12 @@ class HybridModel:
     ``ngram_models`` picks the n-gram side (:data:`labkit.ngram.IDYOM_MODELS`): ``"stm"``
     adds a short-term model that learns the test tune as it is read (the LSTM's
     weights stay fixed; the short-term model supplies what the tune itself has
-    repeated so far); ``"both+"`` adds the long-term model too, which learns each test
-    tune after predicting it. The distributions are combined by
+    repeated so far); ``"both+"`` (the default) adds the long-term model too, which
+    learns each test tune as it predicts it. The distributions are combined by
     :func:`labkit.ngram.combine` (IDyOM's entropy-weighted geometric mean, ``bias``).
-    Every model is trained on the same fold (and pretraining) tunes only.
+    Every model is trained on the same fold (and pretraining) tunes only. The default
+    bias, 2, was chosen on the Bach chorales and another Essen set, not on ``kinder``
+    (IDyOM uses 7 for its two n-gram models).
 
     Notebook: 04_lstm_melody_model.ipynb
     """
