@@ -636,7 +636,8 @@ class LSTMModel:
             model_config, train_config = self._configs(s.pretrain_steps, s.learning_rate)
             model, history = fit(model_config, train_config, self._batches(pre_train, 7919),
                                  self._valid(pre_valid))
-            self.cache.clear()   # one pretrained model at a time
+            for old in [k for k in self.cache if k[:2] != key[:2]]:
+                del self.cache[old]      # keep only the pretrained models of this pretraining set
             self.cache[key] = (nnx.state(model, nnx.Param), history)
         pretrained, pre_history = self.cache[key]
         model_config, train_config = self._configs(s.finetune_steps, s.finetune_learning_rate)
@@ -683,8 +684,51 @@ class LSTMModel:
         """Bits (float64 ``[T]``, >= 0) of every symbol of each test tune, the first one included."""
         if self.model is None:
             raise ConfigError("LSTMModel.score before fit")
-        return [-np.log2(np.maximum(d[np.arange(len(t)), np.asarray(t, dtype=np.int64)], 1e-300))
-                for d, t in zip(self.distributions(tests), tests)]
+        return _bits(self.distributions(tests), tests)
+
+
+def _bits(distributions: Sequence[np.ndarray], tests: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """``-log2 p`` of each symbol that happened, from the distributions ``[T, A]`` before it."""
+    return [-np.log2(np.maximum(d[np.arange(len(t)), np.asarray(t, dtype=np.int64)], 1e-300))
+            for d, t in zip(distributions, tests)]
+
+
+class LSTMEnsemble:
+    """Several :class:`LSTMModel` that differ only in their seed, their predictions averaged.
+
+    Member ``m`` uses ``settings.seed + m`` (its initial weights, dropout, window order and
+    validation tunes); the ensemble's distribution is the mean of the members'. Averaging
+    models that make different mistakes lowers the cross-entropy; it costs ``members``
+    times the training. With ``members=1`` it is the single model.
+
+    Notebook: 04_lstm_melody_model.ipynb
+    """
+
+    def __init__(self, alphabet_size: int, settings: LSTMSettings | None = None, cache: dict | None = None,
+                 members: int = 3):
+        import dataclasses
+
+        if int(members) < 1:
+            raise ConfigError(f"an ensemble needs at least 1 member, got {members}")
+        settings = settings or LSTMSettings()
+        cache = cache if cache is not None else {}
+        self.alphabet_size = int(alphabet_size)
+        self.members = [LSTMModel(alphabet_size, dataclasses.replace(settings, seed=settings.seed + m), cache)
+                        for m in range(int(members))]
+
+    def fit(self, train: Sequence[np.ndarray], pretrain: Sequence[np.ndarray] | None = None) -> None:
+        """Fit every member (:meth:`LSTMModel.fit`) on the same tunes."""
+        for member in self.members:
+            member.fit(train, pretrain=pretrain)
+
+    def distributions(self, tests: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The members' mean distribution before each symbol: float64 ``[T, alphabet_size]`` per tune."""
+        per_member = [member.distributions(tests) for member in self.members]
+        return [np.mean(dists, axis=0) for dists in zip(*per_member)]
+
+    def score(self, tests: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Bits (float64 ``[T]``, >= 0) of every symbol of each test tune under the mean distribution."""
+        return _bits(self.distributions(tests), tests)
 
 
 class HybridModel:
@@ -696,6 +740,7 @@ class HybridModel:
     repeated so far); ``"both+"`` (the default) adds the long-term model too, which
     learns each test tune as it predicts it. The distributions are combined by
     :func:`labkit.ngram.combine` (IDyOM's entropy-weighted geometric mean, ``bias``).
+    ``members > 1`` uses an :class:`LSTMEnsemble` for the LSTM side.
     Every model is trained on the same fold (and pretraining) tunes only. The default
     bias, 2, was chosen on the Bach chorales and another Essen set, not on ``kinder``
     (IDyOM uses 7 for its two n-gram models).
@@ -705,10 +750,11 @@ class HybridModel:
 
     def __init__(self, alphabet_size: int, settings: LSTMSettings | None = None, cache: dict | None = None, *,
                  ngram_models: str = "both+", bias: float = 2.0, combination: str = "geometric",
-                 max_order: int | None = None):
+                 max_order: int | None = None, members: int = 1):
         from labkit.ngram import IdyomModel
 
-        self.lstm = LSTMModel(alphabet_size, settings, cache)
+        self.lstm = (LSTMModel(alphabet_size, settings, cache) if members == 1
+                     else LSTMEnsemble(alphabet_size, settings, cache, members))
         self.ngram = IdyomModel(alphabet_size, ngram_models, max_order=max_order)
         self.bias, self.combination = float(bias), combination
 
@@ -725,8 +771,7 @@ class HybridModel:
         out = []
         for dist, test in zip(self.lstm.distributions(tests), tests):
             parts = [dist] + self.ngram.component_distributions(test)
-            p = combine(parts, self.combination, self.bias)
-            out.append(-np.log2(np.maximum(p[np.arange(len(test)), np.asarray(test, dtype=np.int64)], 1e-300)))
+            out.extend(_bits([combine(parts, self.combination, self.bias)], [test]))
         return out
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from labkit.cli import main
 from labkit.errors import ConfigError, CorpusError
-from labkit.evaluate import (CVResult, HybridModel, LSTMModel, LSTMSettings, NgramModel, cross_validate,
+from labkit.evaluate import (CVResult, HybridModel, LSTMEnsemble, LSTMModel, LSTMSettings, NgramModel, cross_validate,
                              event_view, interval_ngrams, kfold_by_tune, load_midi_dir, near_duplicates,
                              pitch_view, transpose_rows)
 from labkit.melody import Melody, melody_to_sequence
@@ -244,6 +244,27 @@ def test_hybrid_model_uses_what_the_tune_repeats():
     assert np.isfinite(full.score([test])[0]).all()
     r = cross_validate(tunes, lambda: HybridModel(128, settings, ngram_models="stm"), k=3)
     assert len(r.folds) == 3 and r.mean_bits_per_note < np.log2(128)
+
+
+def test_lstm_ensemble_averages_members_with_their_own_seeds():
+    tunes = [pitch_view(t) for t in make_tunes(14, seed=13)]
+    settings = LSTMSettings(hidden_size=16, embed_dim=8, batch_size=8, seq_len=16, num_steps=10, eval_every=10,
+                            seed=4)
+    ensemble = LSTMEnsemble(128, settings, members=2)
+    ensemble.fit(tunes[:10])
+    assert [m.settings.seed for m in ensemble.members] == [4, 5]
+    single = [LSTMModel(128, m.settings) for m in ensemble.members]
+    for m in single:
+        m.fit(tunes[:10])
+    mean = [(a + b) / 2 for a, b in zip(single[0].distributions(tunes[10:]), single[1].distributions(tunes[10:]))]
+    for got, want in zip(ensemble.distributions(tunes[10:]), mean):
+        assert np.allclose(got, want, atol=1e-6)
+    assert not np.allclose(single[0].distributions(tunes[10:])[0], single[1].distributions(tunes[10:])[0])
+    bits = np.concatenate(ensemble.score(tunes[10:]))
+    assert np.isclose(bits.mean(), np.concatenate([-np.log2(d[np.arange(len(t)), t])
+                                                   for d, t in zip(mean, tunes[10:])]).mean(), atol=1e-5)
+    with pytest.raises(ConfigError, match="at least 1"):
+        LSTMEnsemble(128, settings, members=0)
 
 
 # --- command line --------------------------------------------------------------------------------

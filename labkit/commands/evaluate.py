@@ -76,6 +76,8 @@ def register(subparsers) -> None:
     lstm.add_argument("--hidden-size", type=int, default=128, help="LSTM units (default: 128)")
     lstm.add_argument("--layers", type=int, default=1, help="LSTM layers (default: 1)")
     lstm.add_argument("--steps", type=int, default=None, help="training steps per fold (default: 1200)")
+    lstm.add_argument("--members", type=int, default=1, metavar="K",
+                      help="average K LSTMs that differ only in their seed (K times the training; default: 1)")
     lstm.add_argument("--transpose", type=int, default=None, metavar="N",
                       help="transposition augmentation of the training tunes by up to N semitones "
                            f"(pitch-only with the MIDI alphabet; default: {PITCH_TRANSPOSE} there, else 0)")
@@ -94,8 +96,9 @@ def _say(args, text: str) -> None:
 
 def run_cv(args) -> int:
     from labkit.errors import ConfigError
-    from labkit.evaluate import (VIEWS, HybridModel, LSTMModel, LSTMSettings, NgramModel, corpus_pitch_view,
-                                 cross_validate, load_corpus_melodies, load_midi_dir, usable_for_view)
+    from labkit.evaluate import (VIEWS, HybridModel, LSTMEnsemble, LSTMModel, LSTMSettings, NgramModel,
+                                 corpus_pitch_view, cross_validate, load_corpus_melodies, load_midi_dir,
+                                 usable_for_view)
 
     corpus_filters = dict(subsets=args.corpus_subset, styles=args.style, collections=args.collection,
                           ids=args.ids)
@@ -153,8 +156,14 @@ def run_cv(args) -> int:
         description = f"LSTM {args.layers}x{args.hidden_size}" + (" pretrained" if pretrain else "")
         if transpose:
             description += f", transposed up to {transpose} semitones"
+        if args.members < 1:
+            raise ConfigError(f"--members must be >= 1, got {args.members}")
+        if args.members > 1:
+            description += f", ensemble of {args.members}"
         if args.model == "lstm":
             def factory():
+                if args.members > 1:
+                    return LSTMEnsemble(alphabet, settings, cache, args.members)
                 return LSTMModel(alphabet, settings, cache)
         else:
             models = args.ngram_models or HYBRID_NGRAM
@@ -162,7 +171,8 @@ def run_cv(args) -> int:
             description += f" + n-gram {models}, bias {bias:g}"
 
             def factory():
-                return HybridModel(alphabet, settings, cache, ngram_models=models, bias=bias, max_order=args.order)
+                return HybridModel(alphabet, settings, cache, ngram_models=models, bias=bias, max_order=args.order,
+                                   members=args.members)
 
     notes = sum(len(m.pitches) for m in melodies)
     view_name = f"{view} view" if isinstance(view, str) else f"pitch view over {alphabet} pitches"
