@@ -25,9 +25,18 @@ group              dims   what it measures (one row of the feature matrix per tu
 ``interval_ngram`` 2048   hashed counts of 2- and 3-grams of intervals (+-24)
 ``duration_ngram`` 2048   hashed counts of 2- and 3-grams of (duration bin, rest
                           before?) tokens
+``interval_duration_ngram``  hashed counts of 1-, 2- and 3-grams of joint (interval,
+                   2048   duration bin of the note it leads to) tokens: melody and
+                          rhythm together ("up a fourth to a dotted quarter")
+``metric_ngram``   2048   hashed counts of 1- and 2-grams of (onset slot in the bar,
+                          duration bin, rest before?) tokens, 16 slots per bar:
+                          which note lengths fall where in the bar
+``bar_rhythm``     2048   hashed counts of whole-bar onset patterns: each bar's
+                          onsets as a 16-bit mask of its 16 slots (a jig bar
+                          ``x.x.x.x.x.x.....`` against a hornpipe's dotted pairs)
 =================  =====  ==========================================================
 
-(The n-gram groups have ``ngram_dims`` columns, 2048 by default.) Step 0 of a
+(The hashed groups have ``ngram_dims`` columns each, 2048 by default.) Step 0 of a
 melody is taken to be the start of a bar, as in a quantized NoteSequence.
 
 Two *variants*, after the source paper's "raw" and "processed" features:
@@ -39,6 +48,14 @@ Two *variants*, after the source paper's "raw" and "processed" features:
   frequencies (each histogram sums to 1), lengths go on a log scale. Before a
   model sees them, columns are standardised with the *training* split's mean
   and standard deviation (:class:`Standardizer`).
+
+Hashed n-gram columns are many and sparse: most buckets are empty in most
+tunes. Standardising each such column by its own standard deviation blows a
+rare n-gram up to the weight of a common one, and the model overfits to rare
+n-grams (measured: 2,048 buckets per family scored *below* 256). Given the
+column names, :meth:`Standardizer.fit` therefore square-roots the hashed
+groups (the Hellinger transform of a frequency vector) and gives each hashed
+group one shared scale, the mean standard deviation of its columns.
 
 *Segment* ("paragraph") features: the melody is cut into phrases
 (:func:`labkit.melody.split_phrases`); every dense group is computed per phrase
@@ -73,24 +90,34 @@ from labkit.errors import ConfigError, EncodingError
 FEATURE_GROUPS: tuple[str, ...] = (
     "pitch_class", "scale_degree", "interval", "register", "contour", "duration",
     "density", "onset_position", "metre", "interval_ngram", "duration_ngram",
+    "interval_duration_ngram", "metric_ngram", "bar_rhythm",
 )
 
 #: The groups whose columns are few and dense (everything but the hashed n-grams).
-DENSE_GROUPS: tuple[str, ...] = FEATURE_GROUPS[:-2]
-NGRAM_GROUPS: tuple[str, ...] = ("interval_ngram", "duration_ngram")
+DENSE_GROUPS: tuple[str, ...] = FEATURE_GROUPS[:9]
+#: The hashed groups (``ngram_dims`` columns each).
+NGRAM_GROUPS: tuple[str, ...] = FEATURE_GROUPS[9:]
+#: The feature set of the first course version (before the joint and metrical n-grams).
+BASIC_GROUPS: tuple[str, ...] = FEATURE_GROUPS[:11]
 
 #: The paper's five feature groups ("each with its own model"), as unions of our groups.
 PAPER_GROUPS: dict[str, tuple[str, ...]] = {
     "pitch": ("pitch_class", "scale_degree", "register"),
     "interval": ("interval",),
-    "rhythm": ("duration", "density", "onset_position", "metre"),
+    "rhythm": ("duration", "density", "onset_position", "metre", "metric_ngram", "bar_rhythm"),
     "contour": ("contour",),
-    "ngram": ("interval_ngram", "duration_ngram"),
+    "ngram": ("interval_ngram", "duration_ngram", "interval_duration_ngram"),
 }
 
 VARIANTS = ("raw", "processed")
 NGRAM_DIMS = 2048          # default columns of each hashed n-gram group
-NGRAM_ORDERS = (2, 3)      # n of the n-grams
+NGRAM_ORDERS = (2, 3)      # n of the interval and duration n-grams
+#: n of the n-grams of each hashed group.
+GROUP_NGRAM_ORDERS: dict[str, tuple[int, ...]] = {
+    "interval_ngram": NGRAM_ORDERS, "duration_ngram": NGRAM_ORDERS,
+    "interval_duration_ngram": (1, 2, 3), "metric_ngram": (1, 2), "bar_rhythm": (1,),
+}
+METRIC_SLOTS = 16          # slots per bar of the metric n-grams and bar patterns
 MAX_INTERVAL = 12          # interval histogram range +-12 semitones
 NGRAM_MAX_INTERVAL = 24    # interval n-gram tokens are clipped to +-24
 DURATION_BINS = 13         # k = -6..6, bin centre 2**(k/2) quarters
@@ -363,8 +390,7 @@ def _dense_features(b: _Batch, groups: Sequence[str], variant: str) -> dict[str,
                 cols = [count, silent_q, rests, span_q]
             out[g] = np.stack(cols, axis=1)
         elif g == "onset_position":
-            bar = np.rint(b.spq * 4 * b.numerator / np.maximum(b.denominator, 1)).astype(np.int64)
-            bar = np.where(bar >= 1, bar, 4 * b.spq)
+            bar = _bar_steps(b)
             pos = b.start % bar[seg]
             slot = (pos * ONSET_SLOTS) // bar[seg]
             out[g] = norm(_hist(seg, slot, ONSET_SLOTS, S), count)
@@ -382,20 +408,50 @@ def _dense_features(b: _Batch, groups: Sequence[str], variant: str) -> dict[str,
     return out
 
 
-def _ngram_triplets(b: _Batch, group: str, variant: str, dims: int):
-    """Sparse n-gram counts: (segment ids, bucket ids, values), one entry per n-gram."""
+def _ngram_tokens(b: _Batch, group: str):
+    """Tokens of one hashed group: ``(tokens [m], segment of each token [m], family)``.
+
+    Tokens of a segment are contiguous and in time order; an n-gram is ``n``
+    consecutive tokens of one segment.
+    """
     seg = b.seg
     same = seg[1:] == seg[:-1]
+    dur_bin = _duration_bin((b.end - b.start) / b.spq[seg])
+    rest_before = np.r_[False, (b.start[1:] > b.end[:-1]) & same]
     if group == "interval_ngram":
         iv = (b.pitch[1:] - b.pitch[:-1])[same]
-        tokens = np.clip(iv, -NGRAM_MAX_INTERVAL, NGRAM_MAX_INTERVAL) + NGRAM_MAX_INTERVAL
-        tok_seg, family = seg[1:][same], "interval"
-    else:
-        dur_bin = _duration_bin((b.end - b.start) / b.spq[seg])
-        rest_before = np.r_[False, (b.start[1:] > b.end[:-1]) & same]
-        tokens, tok_seg, family = dur_bin + DURATION_BINS * rest_before, seg, "duration"
+        return np.clip(iv, -NGRAM_MAX_INTERVAL, NGRAM_MAX_INTERVAL) + NGRAM_MAX_INTERVAL, seg[1:][same], "interval"
+    if group == "duration_ngram":
+        return dur_bin + DURATION_BINS * rest_before, seg, "duration"
+    if group == "interval_duration_ngram":
+        iv = np.clip((b.pitch[1:] - b.pitch[:-1])[same], -NGRAM_MAX_INTERVAL, NGRAM_MAX_INTERVAL) + NGRAM_MAX_INTERVAL
+        return iv * DURATION_BINS + dur_bin[1:][same], seg[1:][same], "interval_duration"
+    bar = _bar_steps(b)[seg]
+    slot = ((b.start % bar) * METRIC_SLOTS) // bar
+    if group == "metric_ngram":
+        return (slot * DURATION_BINS + dur_bin) * 2 + rest_before, seg, "metric"
+    if group == "bar_rhythm":
+        # One token per (segment, bar): the OR of 2**slot over the bar's onsets.
+        bar_no = b.start // bar
+        new_bar = np.r_[True, (bar_no[1:] != bar_no[:-1]) | ~same]
+        which = np.cumsum(new_bar) - 1
+        masks = np.zeros(int(new_bar.sum()), np.int64)
+        np.bitwise_or.at(masks, which, np.left_shift(1, slot))
+        return masks, seg[new_bar], "bar_rhythm"
+    raise ConfigError(f"{group!r} is not a hashed feature group")
+
+
+def _bar_steps(b: _Batch) -> np.ndarray:
+    """Steps per bar of each segment (4 quarters where the time signature is unusable)."""
+    bar = np.rint(b.spq * 4 * b.numerator / np.maximum(b.denominator, 1)).astype(np.int64)
+    return np.where(bar >= 1, bar, 4 * b.spq)
+
+
+def _ngram_triplets(b: _Batch, group: str, variant: str, dims: int):
+    """Sparse n-gram counts: (segment ids, bucket ids, values), one entry per n-gram."""
+    tokens, tok_seg, family = _ngram_tokens(b, group)
     segs, buckets = [], []
-    for n in NGRAM_ORDERS:
+    for n in GROUP_NGRAM_ORDERS[group]:
         if len(tokens) < n:
             continue
         windows = np.lib.stride_tricks.sliding_window_view(tokens, n)
@@ -605,15 +661,36 @@ def group_columns(names: Sequence[str], groups) -> np.ndarray:
     return np.asarray(keep, dtype=np.int64)
 
 
+def hashed_columns(names: Sequence[str]) -> dict[str, np.ndarray]:
+    """The columns of each hashed n-gram group among ``names``: ``{group: indices}``.
+
+    >>> hashed_columns(["interval:+1", "bar_rhythm:0000", "bar_rhythm:0001"])
+    {'bar_rhythm': array([1, 2])}
+
+    Notebook: 06_style_features.ipynb
+    """
+    out: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        group = name.split(":", 1)[0]
+        if group in NGRAM_GROUPS:
+            out.setdefault(group, []).append(i)
+    return {g: np.asarray(v, dtype=np.int64) for g, v in out.items()}
+
+
 @dataclass
 class Standardizer:
-    """Column-wise standardisation fitted on the training split: ``(X - mean) / scale``.
+    """Column-wise standardisation fitted on the training split: ``(f(X) - mean) / scale``.
+
+    ``f`` is the identity, except on the columns marked in ``root``, where it is
+    the square root (of a non-negative count or frequency; negative inputs are
+    clipped to 0).
 
     Columns that do not vary in the training split (scale below ``1e-8``) get
     scale 1, so they stay constant instead of blowing up.
 
     Attributes:
-        mean: float32 ``[d]``; scale: float32 ``[d]``.
+        mean: float32 ``[d]``; scale: float32 ``[d]``;
+        root: bool ``[d]`` (``None``: no column is square-rooted).
 
     Example:
         >>> s = Standardizer.fit(np.array([[0.0, 1.0], [2.0, 1.0]]))
@@ -625,22 +702,55 @@ class Standardizer:
 
     mean: np.ndarray
     scale: np.ndarray
+    root: np.ndarray | None = None
 
     @classmethod
-    def fit(cls, X) -> "Standardizer":
-        """Column means and standard deviations of the training matrix ``X [n, d]``."""
+    def fit(cls, X, names: Sequence[str] | None = None) -> "Standardizer":
+        """Column means and standard deviations of the training matrix ``X [n, d]``.
+
+        Args:
+            X: the training features.
+            names: their column names (:func:`feature_names`). When given, the
+                hashed n-gram groups (:func:`hashed_columns`) are square-rooted
+                and each such group gets one shared scale, the mean standard
+                deviation of its (rooted) columns, instead of one per column:
+                a rare n-gram then keeps a small value instead of being blown
+                up to unit variance. Without names every column is standardised
+                on its own.
+
+        Example (a rare column keeps its small spread):
+            >>> X = np.array([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0], [1.0, 0.01]])
+            >>> s = Standardizer.fit(X, names=["bar_rhythm:0000", "bar_rhythm:0001"])
+            >>> bool(s.scale[0] == s.scale[1]), s.root.tolist()
+            (True, [True, True])
+        """
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[0] == 0:
             raise ConfigError(f"Standardizer.fit needs a non-empty matrix [n, d], got shape {X.shape}")
+        root = None
+        blocks: dict[str, np.ndarray] = {}
+        if names is not None:
+            if len(names) != X.shape[1]:
+                raise ConfigError(f"Standardizer.fit: {len(names)} names for {X.shape[1]} columns")
+            blocks = hashed_columns(names)
+            if blocks:
+                root = np.zeros(X.shape[1], dtype=bool)
+                for cols in blocks.values():
+                    root[cols] = True
+                X = np.where(root, np.sqrt(np.maximum(X, 0.0)), X)
         scale = X.std(axis=0)
+        for cols in blocks.values():
+            scale[cols] = scale[cols].mean()
         scale = np.where(scale > 1e-8, scale, 1.0)
-        return cls(X.mean(axis=0).astype(np.float32), scale.astype(np.float32))
+        return cls(X.mean(axis=0).astype(np.float32), scale.astype(np.float32), root)
 
     def transform(self, X) -> np.ndarray:
-        """``(X - mean) / scale`` as float32 ``[n, d]`` (any split: train, validation, test)."""
+        """``(f(X) - mean) / scale`` as float32 ``[n, d]`` (any split: train, validation, test)."""
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != self.mean.shape[0]:
             raise ConfigError(f"Standardizer was fitted on {self.mean.shape[0]} columns, got shape {X.shape}")
+        if self.root is not None and self.root.any():
+            X = np.where(self.root, np.sqrt(np.maximum(X, 0.0)), X)
         return (X - self.mean) / self.scale
 
     @classmethod

@@ -543,16 +543,59 @@ def balanced_accuracy(y_true, y_pred, num_classes: int | None = None) -> float:
     return float(np.mean(np.diag(cm)[present] / support[present]))
 
 
-def _fit_predict_logreg(Xtr, ytr, Xte, num_classes, *, l2, steps, class_weight, standardize):
-    scaler = Standardizer.fit(Xtr) if standardize else Standardizer.identity(Xtr.shape[1])
+def _fit_predict_logreg(Xtr, ytr, Xte, num_classes, *, l2, steps, class_weight, standardize, names=None):
+    scaler = Standardizer.fit(Xtr, names) if standardize else Standardizer.identity(Xtr.shape[1])
     params = fit_logreg(scaler.transform(Xtr), ytr, num_classes, l2=l2, steps=steps, class_weight=class_weight)
     return predict_proba(params, scaler.transform(Xte))
 
 
-def cross_validate(X, y, k: int = 5, *, seed: int = 0, groups=None, l2: float = 1e-3, steps: int = 300,
-                   class_weight: str | None = "balanced", standardize: bool = True,
+#: The L2 strengths :func:`select_l2` tries by default (a factor of about 3 apart).
+L2_GRID: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
+
+
+def select_l2(X, y, candidates: Sequence[float] = L2_GRID, k: int = 3, *, seed: int = 0, groups=None,
+              steps: int = 300, class_weight: str | None = "balanced", names=None,
+              num_classes: int | None = None) -> tuple[float, dict[float, float]]:
+    """The L2 strength with the best ``k``-fold cross-validated balanced accuracy on ``X, y``.
+
+    Call it on *training* tunes only: inside :func:`cross_validate` (``l2`` a
+    sequence) it runs on each outer fold's training part, so the held-out fold
+    never influences the choice (nested cross-validation). Ties go to the
+    stronger penalty.
+
+    Returns:
+        ``(best l2, {l2: balanced accuracy})``.
+
+    Example:
+        >>> rng = np.random.default_rng(0); X = rng.normal(size=(120, 5)); y = (X[:, 0] > 0).astype(int)
+        >>> best, scores = select_l2(X, y, [0.01, 100.0], k=3, steps=100)
+        >>> best, scores[0.01] > scores[100.0]
+        (0.01, True)
+
+    Notebook: 07_style_index.ipynb
+    """
+    candidates = [float(c) for c in candidates]
+    if not candidates or min(candidates) < 0:
+        raise ConfigError(f"select_l2 needs non-negative candidates, got {candidates}")
+    X, y = _as_xy(X, y, num_classes)
+    C = num_classes or int(y.max()) + 1
+    folds = stratified_kfold(y, k, seed, groups)
+    scores = {}
+    for l2 in candidates:
+        per_fold = []
+        for tr, te in folds:
+            proba = _fit_predict_logreg(X[tr], y[tr], X[te], C, l2=l2, steps=steps, class_weight=class_weight,
+                                        standardize=True, names=names)
+            per_fold.append(balanced_accuracy(y[te], proba.argmax(1), C))
+        scores[l2] = float(np.mean(per_fold))
+    best = max(scores.items(), key=lambda kv: (round(kv[1], 6), kv[0]))[0]
+    return best, scores
+
+
+def cross_validate(X, y, k: int = 5, *, seed: int = 0, groups=None, l2: float | Sequence[float] = 1e-3,
+                   steps: int = 300, class_weight: str | None = "balanced", standardize: bool = True,
                    num_classes: int | None = None, ensemble: dict[str, np.ndarray] | None = None,
-                   combine: str = "stack") -> dict:
+                   combine: str = "stack", names: Sequence[str] | None = None, inner_k: int = 3) -> dict:
     """k-fold cross-validation of the style classifier on a feature matrix.
 
     Each fold: standardise with the training part's statistics, fit
@@ -565,29 +608,47 @@ def cross_validate(X, y, k: int = 5, *, seed: int = 0, groups=None, l2: float = 
             tunes or sub-collections together).
         ensemble: optional ``{name: column indices}`` (see
             :func:`labkit.features.group_columns`) for a per-group ensemble.
+        l2: the L2 strength, or a sequence of candidates: then each fold picks
+            its own by :func:`select_l2` (``inner_k``-fold CV on the fold's
+            training part only: nested cross-validation, the held-out fold
+            plays no part in the choice).
+        names: the column names; given, hashed n-gram groups are square-rooted
+            and scaled per group (:meth:`labkit.features.Standardizer.fit`).
 
     Returns:
         dict with ``balanced_accuracy`` (mean over folds), ``balanced_accuracy_std``,
         ``fold_balanced_accuracy`` [k], ``accuracy``, ``confusion`` [C, C] (all folds),
         ``proba`` [n, C] (out-of-fold probabilities), ``log_loss``, ``ece``,
-        ``fold`` [n] (fold of each item) and ``seconds`` (fitting time).
+        ``fold`` [n] (fold of each item), ``l2`` [k] (the strength each fold used)
+        and ``seconds`` (fitting time, the inner selection included).
 
     Notebook: 07_style_index.ipynb
     """
     X, y = _as_xy(X, y, num_classes)
     C = num_classes or int(y.max()) + 1
+    if names is not None and len(names) != X.shape[1]:
+        raise ConfigError(f"{len(names)} names for {X.shape[1]} columns")
+    candidates = [float(l2)] if np.isscalar(l2) else [float(v) for v in l2]
+    if not candidates:
+        raise ConfigError("l2: give a strength or a non-empty sequence of candidates")
     proba = np.zeros((len(y), C))
     fold_of = np.zeros(len(y), np.int64)
-    scores = []
+    scores, chosen = [], []
     t0 = time.perf_counter()
     for f, (tr, te) in enumerate(stratified_kfold(y, k, seed, groups)):
+        fold_l2 = candidates[0]
+        if len(candidates) > 1:
+            inner_groups = None if groups is None else np.asarray(groups)[tr]
+            fold_l2, _ = select_l2(X[tr], y[tr], candidates, inner_k, seed=seed + 1, groups=inner_groups,
+                                   steps=steps, class_weight=class_weight, names=names, num_classes=C)
+        chosen.append(fold_l2)
         if ensemble is None:
-            proba[te] = _fit_predict_logreg(X[tr], y[tr], X[te], C, l2=l2, steps=steps,
-                                            class_weight=class_weight, standardize=standardize)
+            proba[te] = _fit_predict_logreg(X[tr], y[tr], X[te], C, l2=fold_l2, steps=steps,
+                                            class_weight=class_weight, standardize=standardize, names=names)
         else:
-            members, combiner, temps = _fit_ensemble_arrays(X[tr], y[tr], C, ensemble, l2=l2, steps=steps,
+            members, combiner, temps = _fit_ensemble_arrays(X[tr], y[tr], C, ensemble, l2=fold_l2, steps=steps,
                                                             class_weight=class_weight, combine=combine,
-                                                            seed=seed, val_fraction=0.0)
+                                                            seed=seed, val_fraction=0.0, names=names)
             proba[te] = _ensemble_proba(X[te], members, ensemble, combiner, combine, 1.0)
         fold_of[te] = f
         scores.append(balanced_accuracy(y[te], proba[te].argmax(1), C))
@@ -596,7 +657,7 @@ def cross_validate(X, y, k: int = 5, *, seed: int = 0, groups=None, l2: float = 
     return {"balanced_accuracy": float(np.mean(scores)), "balanced_accuracy_std": float(np.std(scores)),
             "fold_balanced_accuracy": np.asarray(scores), "accuracy": float(np.mean(pred == y)),
             "confusion": confusion_matrix(y, pred, C), "proba": proba, "log_loss": log_loss(proba, y),
-            "ece": ece(proba, y), "fold": fold_of, "seconds": seconds}
+            "ece": ece(proba, y), "fold": fold_of, "l2": np.asarray(chosen), "seconds": seconds}
 
 
 # ----------------------------------------------------------------------------------
@@ -849,9 +910,9 @@ def _encode_labels(labels, styles):
     return y, styles
 
 
-def _fit_member(X, y, C, *, l2, steps, class_weight, X_val=None, y_val=None):
+def _fit_member(X, y, C, *, l2, steps, class_weight, X_val=None, y_val=None, names=None):
     """Standardizer, parameters and temperature of one linear model."""
-    scaler = Standardizer.fit(X)
+    scaler = Standardizer.fit(X, names)
     params = fit_logreg(scaler.transform(X), y, C, l2=l2, steps=steps, class_weight=class_weight)
     temperature = 1.0
     if X_val is not None and len(y_val):
@@ -937,10 +998,11 @@ class StyleModel:
         if val_fraction > 0:
             tr, va = stratified_split(y, val_fraction, seed, tune_groups)
             scaler, params, temperature = _fit_member(X[tr], y[tr], len(styles), l2=l2, steps=steps,
-                                                      class_weight=class_weight, X_val=X[va], y_val=y[va])
+                                                      class_weight=class_weight, X_val=X[va], y_val=y[va],
+                                                      names=names)
         else:
             scaler, params, temperature = _fit_member(X, y, len(styles), l2=l2, steps=steps,
-                                                      class_weight=class_weight)
+                                                      class_weight=class_weight, names=names)
         return cls(styles, variant, groups, bool(paragraph), int(ngram_dims), list(names), scaler, params,
                    float(temperature), float(l2))
 
@@ -990,14 +1052,13 @@ class StyleModel:
 
     def _arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
         return {f"{prefix}w": self.params["w"], f"{prefix}b": self.params["b"],
-                f"{prefix}mean": self.standardizer.mean, f"{prefix}scale": self.standardizer.scale}
+                **_scaler_arrays(self.standardizer, prefix)}
 
     @classmethod
     def _from_parts(cls, config: dict, arrays, prefix: str, names: list[str], where) -> "StyleModel":
         try:
             params = {"w": np.asarray(arrays[f"{prefix}w"], np.float32), "b": np.asarray(arrays[f"{prefix}b"], np.float32)}
-            scaler = Standardizer(np.asarray(arrays[f"{prefix}mean"], np.float32),
-                                  np.asarray(arrays[f"{prefix}scale"], np.float32))
+            scaler = _scaler_from_arrays(arrays, prefix)
             model = cls(tuple(config["styles"]), config["variant"], tuple(config["groups"]), bool(config["paragraph"]),
                         int(config["ngram_dims"]), names, scaler, params, float(config["temperature"]),
                         float(config["l2"]))
@@ -1066,6 +1127,24 @@ def _read_model(directory, kind: str):
 # The paper's five feature groups, each with its own model, combined
 # ----------------------------------------------------------------------------------
 
+def _scaler_arrays(scaler: Standardizer, prefix: str) -> dict[str, np.ndarray]:
+    """A standardizer's arrays for ``arrays.npz`` (``root`` only when some column is rooted)."""
+    out = {f"{prefix}mean": scaler.mean, f"{prefix}scale": scaler.scale}
+    if scaler.root is not None and scaler.root.any():
+        out[f"{prefix}root"] = scaler.root.astype(bool)
+    return out
+
+
+def _scaler_from_arrays(arrays, prefix: str) -> Standardizer:
+    """Inverse of :func:`_scaler_arrays` (models saved before ``root`` existed load unchanged)."""
+    root = arrays[f"{prefix}root"].astype(bool) if f"{prefix}root" in arrays else None
+    scaler = Standardizer(np.asarray(arrays[f"{prefix}mean"], np.float32),
+                          np.asarray(arrays[f"{prefix}scale"], np.float32), root)
+    if root is not None and root.shape != scaler.mean.shape:
+        raise KeyError(f"{prefix}root")
+    return scaler
+
+
 def _member_logprobs(X, members, columns) -> np.ndarray:
     """Log-probabilities of every member, side by side: ``[n, G * C]``."""
     out = []
@@ -1086,8 +1165,9 @@ def _ensemble_proba(X, members, columns, combiner, combine, temperature) -> np.n
 
 
 def _fit_ensemble_arrays(X, y, C, columns, *, l2, steps, class_weight, combine, seed, val_fraction,
-                         k: int = 5, combiner_l2: float = 1e-3, tune_groups=None):
+                         k: int = 5, combiner_l2: float = 1e-3, tune_groups=None, names=None):
     """Members {name: (scaler, params, T)}, combiner params (stack) and the combined temperature."""
+    member_names = {name: (None if names is None else [names[i] for i in cols]) for name, cols in columns.items()}
     if combine not in ("mean", "stack"):
         raise ConfigError(f"combine must be 'mean' or 'stack', got {combine!r}")
     if val_fraction > 0:
@@ -1103,14 +1183,15 @@ def _fit_ensemble_arrays(X, y, C, columns, *, l2, steps, class_weight, combine, 
         sub_groups = None if tune_groups is None else np.asarray(tune_groups)[tr]
         for f_tr, f_te in stratified_kfold(ytr, k, seed, sub_groups):
             fold_members = {name: _fit_member(Xtr[f_tr][:, cols], ytr[f_tr], C, l2=l2, steps=steps,
-                                              class_weight=class_weight)
+                                              class_weight=class_weight, names=member_names[name])
                             for name, cols in columns.items()}
             oof[f_te] = _member_logprobs(Xtr[f_te], fold_members, columns)
         combiner = fit_logreg(oof, ytr, C, l2=combiner_l2, steps=steps, class_weight=class_weight)
     members = {}
     for name, cols in columns.items():
         members[name] = _fit_member(Xtr[:, cols], ytr, C, l2=l2, steps=steps, class_weight=class_weight,
-                                    X_val=X[va][:, cols] if len(va) else None, y_val=y[va] if len(va) else None)
+                                    X_val=X[va][:, cols] if len(va) else None, y_val=y[va] if len(va) else None,
+                                    names=member_names[name])
     temperature = 1.0
     if len(va):
         logp = _member_logprobs(X[va], members, columns)
@@ -1206,7 +1287,7 @@ class GroupEnsemble:
         members, combiner, temperature = _fit_ensemble_arrays(
             np.asarray(X, np.float32), y, len(styles), model.columns, l2=l2, steps=steps,
             class_weight=class_weight, combine=combine, seed=seed, val_fraction=val_fraction,
-            tune_groups=tune_groups)
+            tune_groups=tune_groups, names=list(names))
         model.members, model.combiner, model.temperature = members, combiner, float(temperature)
         return model
 
@@ -1245,8 +1326,8 @@ class GroupEnsemble:
         """Write ``model.json`` and ``arrays.npz`` (members prefixed ``"<name>."``, combiner ``"combiner."``)."""
         arrays = {}
         for name, (scaler, params, _) in self.members.items():
-            arrays.update({f"{name}.w": params["w"], f"{name}.b": params["b"], f"{name}.mean": scaler.mean,
-                           f"{name}.scale": scaler.scale})
+            arrays.update({f"{name}.w": params["w"], f"{name}.b": params["b"],
+                           **_scaler_arrays(scaler, f"{name}.")})
         if self.combiner is not None:
             arrays.update({"combiner.w": self.combiner["w"], "combiner.b": self.combiner["b"]})
         config = {"format": FORMAT_VERSION, "kind": "GroupEnsemble", "styles": list(self.styles),
@@ -1269,7 +1350,7 @@ class GroupEnsemble:
             if model.names != feature_names(union, model.paragraph, model.ngram_dims):
                 raise CheckpointError("feature names do not match the stored feature settings", where)
             for name, cols in model.columns.items():
-                scaler = Standardizer(arrays[f"{name}.mean"], arrays[f"{name}.scale"])
+                scaler = _scaler_from_arrays(arrays, f"{name}.")
                 params = {"w": arrays[f"{name}.w"], "b": arrays[f"{name}.b"]}
                 if params["w"].shape != (len(cols), len(model.styles)) or scaler.mean.shape != (len(cols),):
                     raise CheckpointError(f"member {name!r}: array shapes do not match its features", where)

@@ -484,7 +484,7 @@ def train_style_model(out: str | os.PathLike, styles: Sequence[str] | None = Non
         t = time.perf_counter()
         columns = {k: F.group_columns(names, v) for k, v in member_groups.items()} if ensemble else None
         result = S.cross_validate(Xf, yf, k=folds, seed=seed, l2=l2, steps=steps, num_classes=len(styles),
-                                  ensemble=columns, combine=combine)
+                                  ensemble=columns, combine=combine, names=names)
         cv = {"folds": folds, **_figures(yf, result["proba"], styles),
               "balanced_accuracy": result["balanced_accuracy"],
               "balanced_accuracy_std": result["balanced_accuracy_std"],

@@ -181,6 +181,86 @@ def test_ngram_counts():
     assert p.sum() == pytest.approx(1.0)
 
 
+def _buckets(group, tokens, dims=512):
+    family = {"interval_duration_ngram": "interval_duration", "metric_ngram": "metric", "bar_rhythm": "bar_rhythm"}[group]
+    return F.hash_ngrams(np.asarray(tokens, dtype=np.int64), family, dims)
+
+
+def test_interval_duration_ngrams_pair_each_interval_with_the_next_length():
+    # C (1q) E (1/2q) G (1/2q): intervals +4, +3; lengths of the notes reached: bins of 0.5q, 0.5q
+    m = Melody.from_notes([60, 64, 67], [0, 4, 6], [4, 6, 8])
+    v = one(m, "interval_duration_ngram").copy()
+    half = int(F._duration_bin(np.array([0.5]))[0])
+    t1, t2 = (4 + 24) * F.DURATION_BINS + half, (3 + 24) * F.DURATION_BINS + half
+    assert v.sum() == 2 + 1                            # two unigrams, one bigram, no trigram
+    for gram in ([t1], [t2]):
+        v[_buckets("interval_duration_ngram", [gram], 2048)[0]] -= 1
+    v[_buckets("interval_duration_ngram", [[t1, t2]], 2048)[0]] -= 1
+    assert np.all(v == 0)
+    # the same pitches in another rhythm give other tokens
+    assert not np.array_equal(one(Melody.from_notes([60, 64, 67], [0, 4, 8], [4, 8, 12]),
+                                  "interval_duration_ngram"), one(m, "interval_duration_ngram"))
+
+
+def test_metric_ngrams_see_where_in_the_bar_a_note_falls():
+    # The same two eighth notes, on the beat or off it: equal durations, other metric tokens.
+    on = Melody.from_notes([60, 62], [0, 2], [2, 4])
+    off = Melody.from_notes([60, 62], [2, 4], [4, 6])
+    assert np.array_equal(one(on, "duration"), one(off, "duration"))
+    assert not np.array_equal(one(on, "metric_ngram"), one(off, "metric_ngram"))
+    # the documented token: (slot * DURATION_BINS + duration bin) * 2 + rest before
+    eighth = int(F._duration_bin(np.array([0.5]))[0])
+    tokens = [(0 * F.DURATION_BINS + eighth) * 2, (2 * F.DURATION_BINS + eighth) * 2]   # 4/4 bar: 16 steps, 16 slots
+    v = one(on, "metric_ngram").copy()
+    for gram in ([tokens[0]], [tokens[1]], tokens):
+        v[_buckets("metric_ngram", [gram], 2048)[0]] -= 1
+    assert np.all(v == 0)
+    # a rest before the second note is a different token
+    rested = Melody.from_notes([60, 62], [0, 2], [1, 4])
+    assert not np.array_equal(one(rested, "metric_ngram"), one(on, "metric_ngram"))
+
+
+def test_bar_rhythm_counts_whole_bar_onset_patterns():
+    # Two 6/8 bars of six eighths (a jig bar) and one bar of dotted pairs: two patterns.
+    jig_bar = list(range(0, 12, 2))                     # 6/8 bar = 12 steps, an onset every 2 steps
+    starts = jig_bar + [12 + s for s in jig_bar] + [24, 27, 30, 33]
+    ends = starts[1:] + [36]
+    m = Melody.from_notes([60] * len(starts), starts, ends, numerator=6, denominator=8)
+    v = one(m, "bar_rhythm")
+    assert v.sum() == 3                                  # three bars
+    jig_mask = sum(1 << (s * 16 // 12) for s in jig_bar)
+    dotted_mask = sum(1 << (s * 16 // 12) for s in (0, 3, 6, 9))
+    assert v[_buckets("bar_rhythm", [[jig_mask]], 2048)[0]] == 2
+    assert v[_buckets("bar_rhythm", [[dotted_mask]], 2048)[0]] >= 1
+    p = F.melody_features(m, "processed", ["bar_rhythm"])["bar_rhythm"]
+    assert p.sum() == pytest.approx(1.0)
+    # transposing changes no rhythm group
+    for g in ("bar_rhythm", "metric_ngram"):
+        assert np.array_equal(one(transpose(m, 5), g), one(m, g))
+
+
+def test_standardizer_roots_and_shares_the_scale_of_hashed_groups():
+    rng = np.random.default_rng(0)
+    dense = rng.normal(3.0, 2.0, size=(200, 2))
+    common = rng.uniform(0, 1, size=200)
+    rare = np.where(rng.uniform(size=200) < 0.02, 0.04, 0.0)    # a bucket that is almost always empty
+    X = np.column_stack([dense, common, rare])
+    names = ["interval:+1", "register:min", "metric_ngram:0000", "metric_ngram:0001"]
+    plain = F.Standardizer.fit(X)
+    Z = plain.transform(X)
+    assert Z[:, 3].max() > 5                               # per-column: the rare bucket is blown up
+    s = F.Standardizer.fit(X, names)
+    assert s.root.tolist() == [False, False, True, True]
+    assert s.scale[2] == s.scale[3]                        # one scale for the group
+    Zs = s.transform(X)
+    np.testing.assert_allclose(Zs[:, :2], Z[:, :2], rtol=1e-5, atol=1e-5)   # dense columns unchanged
+    assert Zs[:, 3].max() < 2 and abs(Zs[:, 3]).max() < abs(Zs[:, 2]).max()
+    np.testing.assert_allclose(Zs[:, 2], (np.sqrt(common) - np.sqrt(common).mean()) / s.scale[2], atol=1e-4)
+    assert {g: c.tolist() for g, c in F.hashed_columns(names).items()} == {"metric_ngram": [2, 3]}
+    with pytest.raises(ConfigError, match="names"):
+        F.Standardizer.fit(X, names[:3])
+
+
 # --- matrices, paragraphs, edge cases -----------------------------------------------------
 
 def test_feature_matrix_rows_match_melody_features_and_order():

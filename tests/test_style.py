@@ -225,6 +225,44 @@ def test_cross_validate_with_an_ensemble(two_styles):
     assert result["balanced_accuracy"] > 0.9
 
 
+def test_select_l2_and_nested_cross_validation():
+    # Many noise columns, few examples: a strong penalty must win, and the nested CV must say so.
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(90, 300))
+    y = (X[:, 0] + 0.5 * rng.normal(size=90) > 0).astype(int)
+    best, scores = S.select_l2(X, y, [1e-4, 3.0], k=3, steps=150)
+    assert best == 3.0 and scores[3.0] > scores[1e-4]
+    r = S.cross_validate(X, y, k=3, l2=[1e-4, 3.0], steps=150, seed=0)
+    # each fold's choice is select_l2 on that fold's training part alone (nested: the test fold unseen)
+    for (tr, _), chosen in zip(S.stratified_kfold(y, 3, 0), r["l2"]):
+        assert chosen == S.select_l2(X[tr], y[tr], [1e-4, 3.0], k=3, seed=1, steps=150)[0]
+    assert (r["l2"] == 3.0).sum() >= 2
+    with pytest.raises(ConfigError):
+        S.select_l2(X, y, [], k=3)
+
+
+def test_names_switch_on_hashed_group_scaling(two_styles, tmp_path):
+    melodies, labels = two_styles
+    X, names = F.feature_matrix(melodies, "processed", ngram_dims=NGRAM)
+    y = np.array([0 if s == "jig" else 1 for s in labels])
+    r = S.cross_validate(X, y, k=3, names=names, l2=0.1)
+    assert r["balanced_accuracy"] > 0.9
+    with pytest.raises(ConfigError, match="names"):
+        S.cross_validate(X, y, k=3, names=names[:-1])
+    model = S.StyleModel.fit_features(X, labels, names, ngram_dims=NGRAM, val_fraction=0)
+    hashed = np.concatenate(list(F.hashed_columns(names).values()))
+    assert model.standardizer.root[hashed].all() and model.standardizer.root.sum() == len(hashed)
+    model.save(tmp_path / "m")
+    loaded = S.StyleModel.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.standardizer.root, model.standardizer.root)
+    np.testing.assert_array_equal(loaded.proba_from_features(X), model.proba_from_features(X))
+    # a model saved before ``root`` existed (no root array) still loads, with no column rooted
+    arrays = dict(np.load(tmp_path / "m" / "arrays.npz"))
+    del arrays["root"]
+    np.savez(tmp_path / "m" / "arrays.npz", **arrays)
+    assert S.StyleModel.load(tmp_path / "m").standardizer.root is None
+
+
 # --- perturbations ----------------------------------------------------------------------------
 
 def test_perturb_transpose_and_pitch_noise():

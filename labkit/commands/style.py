@@ -5,6 +5,7 @@ Examples::
     python -m labkit style score tune.mid my_folder/                  # the shipped model, target 'irish'
     python -m labkit style score --target german --json out/generated/
     python -m labkit style train --out runs/style --styles german irish --paragraph
+    python -m labkit style experiment --json runs/style_experiment.json   # five styles, CV by tune
 
 ``score`` prints one line per file: the most likely style, the style index
 (the probability of ``--target``) and every style's probability; with
@@ -96,6 +97,27 @@ def register(subparsers) -> None:
                        help=f"fewest notes of a usable melody (default: {MIN_NOTES})")
     score.set_defaults(func=run_score)
 
+    exp = sub.add_parser("experiment", help="the five-style and generalisation experiments (CV by tune)",
+                         description="Cross-validate by tune the basic and the improved style features on five "
+                                     "styles (nested choice of L2), with and without cross-style near-duplicates, "
+                                     "and test on Essen sub-collections held out of training. See "
+                                     "labkit.style_experiment.")
+    exp.add_argument("--styles", nargs="+", metavar="STYLE", default=None,
+                     help="manifest style labels (default: chinese chorale fiddle german irish)")
+    exp.add_argument("--max-per-style", type=_int_at_least(1), default=2000, metavar="N",
+                     help="at most N tunes per style (default: 2000)")
+    exp.add_argument("--folds", type=_int_at_least(2), default=5, help="cross-validation folds (default: 5)")
+    exp.add_argument("--ngram-dims", type=_int_at_least(1), default=DEFAULT_NGRAM_DIMS, metavar="D",
+                     help=f"columns of each hashed n-gram group (default: {DEFAULT_NGRAM_DIMS})")
+    exp.add_argument("--l2-grid", nargs="+", type=_positive_float, default=None, metavar="L2",
+                     help="candidates of the nested L2 choice (default: 0.01 0.03 0.1 0.3 1)")
+    exp.add_argument("--steps", type=_int_at_least(1), default=200, help="L-BFGS iterations at most (default: 200)")
+    exp.add_argument("--seed", type=int, default=0, help="seed of the subsample and the folds (default: 0)")
+    exp.add_argument("--no-dedup", action="store_true", help="skip the near-duplicate protocol")
+    exp.add_argument("--no-generalisation", action="store_true", help="skip the held-out sub-collections")
+    exp.add_argument("--json", default=None, metavar="FILE", help="also write every figure to this JSON file")
+    exp.set_defaults(func=run_experiment)
+
 
 def run_train(args) -> int:
     """Handler of ``style train``."""
@@ -126,3 +148,21 @@ def run_score(args) -> int:
     if not args.json:
         print(f"{scored} of {len(records)} files scored (style index = P({target}))", file=sys.stderr)
     return 0 if scored else 1
+
+
+def run_experiment(args) -> int:
+    """Handler of ``style experiment``: progress lines, then the figures (and ``--json FILE``)."""
+    from labkit.style_experiment import FIVE_STYLES, run_experiment as experiment
+
+    figures = experiment(args.styles or FIVE_STYLES, max_per_style=args.max_per_style, folds=args.folds,
+                         seed=args.seed, ngram_dims=args.ngram_dims, l2_grid=args.l2_grid, steps=args.steps,
+                         dedup=not args.no_dedup, generalisation=not args.no_generalisation,
+                         log=lambda line: print(line, flush=True))
+    if args.json:
+        from pathlib import Path
+
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
+        print(f"figures written to {path}")
+    return 0
