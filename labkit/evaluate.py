@@ -694,26 +694,32 @@ def _bits(distributions: Sequence[np.ndarray], tests: Sequence[np.ndarray]) -> l
 
 
 class LSTMEnsemble:
-    """Several :class:`LSTMModel` that differ only in their seed, their predictions averaged.
+    """Several :class:`LSTMModel`, their predictions averaged.
 
     Member ``m`` uses ``settings.seed + m`` (its initial weights, dropout, window order and
-    validation tunes); the ensemble's distribution is the mean of the members'. Averaging
-    models that make different mistakes lowers the cross-entropy; it costs ``members``
-    times the training. With ``members=1`` it is the single model.
+    validation tunes) and, when ``transposes`` is given, the transposition augmentation
+    ``transposes[m % len(transposes)]`` (so ``(0, 5)`` alternates plain members and members
+    trained on tunes transposed by up to 5 semitones). The ensemble's distribution is the
+    mean of the members'. Averaging models that make different mistakes lowers the
+    cross-entropy, the more so the more they differ; it costs ``members`` times the
+    training. With ``members=1`` it is the single model.
 
     Notebook: 04_lstm_melody_model.ipynb
     """
 
     def __init__(self, alphabet_size: int, settings: LSTMSettings | None = None, cache: dict | None = None,
-                 members: int = 3):
+                 members: int = 3, transposes: Sequence[int] | None = None):
         import dataclasses
 
         if int(members) < 1:
             raise ConfigError(f"an ensemble needs at least 1 member, got {members}")
         settings = settings or LSTMSettings()
+        transposes = [settings.augment_semitones] if not transposes else [int(t) for t in transposes]
         cache = cache if cache is not None else {}
         self.alphabet_size = int(alphabet_size)
-        self.members = [LSTMModel(alphabet_size, dataclasses.replace(settings, seed=settings.seed + m), cache)
+        self.members = [LSTMModel(alphabet_size, dataclasses.replace(
+                            settings, seed=settings.seed + m, augment_semitones=transposes[m % len(transposes)]),
+                            cache)
                         for m in range(int(members))]
 
     def fit(self, train: Sequence[np.ndarray], pretrain: Sequence[np.ndarray] | None = None) -> None:
@@ -740,7 +746,7 @@ class HybridModel:
     repeated so far); ``"both+"`` (the default) adds the long-term model too, which
     learns each test tune as it predicts it. The distributions are combined by
     :func:`labkit.ngram.combine` (IDyOM's entropy-weighted geometric mean, ``bias``).
-    ``members > 1`` uses an :class:`LSTMEnsemble` for the LSTM side.
+    ``members > 1`` uses an :class:`LSTMEnsemble` (with ``transposes``) for the LSTM side.
     Every model is trained on the same fold (and pretraining) tunes only. The default
     bias, 2, was chosen on the Bach chorales and another Essen set, not on ``kinder``
     (IDyOM uses 7 for its two n-gram models).
@@ -750,11 +756,11 @@ class HybridModel:
 
     def __init__(self, alphabet_size: int, settings: LSTMSettings | None = None, cache: dict | None = None, *,
                  ngram_models: str = "both+", bias: float = 2.0, combination: str = "geometric",
-                 max_order: int | None = None, members: int = 1):
+                 max_order: int | None = None, members: int = 1, transposes: Sequence[int] | None = None):
         from labkit.ngram import IdyomModel
 
         self.lstm = (LSTMModel(alphabet_size, settings, cache) if members == 1
-                     else LSTMEnsemble(alphabet_size, settings, cache, members))
+                     else LSTMEnsemble(alphabet_size, settings, cache, members, transposes))
         self.ngram = IdyomModel(alphabet_size, ngram_models, max_order=max_order)
         self.bias, self.combination = float(bias), combination
 

@@ -265,6 +265,9 @@ def test_lstm_ensemble_averages_members_with_their_own_seeds():
                                                    for d, t in zip(mean, tunes[10:])]).mean(), atol=1e-5)
     with pytest.raises(ConfigError, match="at least 1"):
         LSTMEnsemble(128, settings, members=0)
+    mixed = LSTMEnsemble(128, settings, members=3, transposes=(0, 5))
+    assert [m.settings.augment_semitones for m in mixed.members] == [0, 5, 0]
+    assert [m.settings.seed for m in mixed.members] == [4, 5, 6]
 
 
 # --- command line --------------------------------------------------------------------------------
@@ -330,5 +333,8 @@ def test_cli_runs_the_hybrid_and_checks_transposition(tmp_path, capsys):
     assert main(base + ["--pitch-only", "--model", "lstm+ngram", "--transpose", "2", "--bias", "1"]) == 0
     out = capsys.readouterr().out
     assert "+ n-gram both+, bias 1" in out and "transposed up to 2" in out and "fold  3/3" in out
+    assert main(base + ["--pitch-only", "--model", "lstm", "--members", "2", "--transpose", "0", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "ensemble of 2" in out and "transposed up to 0/3" in out and "fold  3/3" in out
     assert main(base + ["--transpose", "2"]) == 2                     # events are not pitches
     assert "--transpose" in capsys.readouterr().err

@@ -16,10 +16,12 @@ import json
 import sys
 
 
-#: Defaults of ``--model lstm+ngram`` and of the LSTM's augmentation (chosen in benchmarks/README.md).
+#: Defaults of ``--model lstm+ngram`` and of the LSTMs' augmentation (measured in benchmarks/README.md):
+#: with the pitch view, ensemble members alternate between no transposition and up to 5 semitones
+#: (a single LSTM: none).
 HYBRID_NGRAM = "both+"
 HYBRID_BIAS = 2.0
-PITCH_TRANSPOSE = 0
+PITCH_TRANSPOSES = (0, 5)
 
 
 def _order(text: str):
@@ -77,10 +79,12 @@ def register(subparsers) -> None:
     lstm.add_argument("--layers", type=int, default=1, help="LSTM layers (default: 1)")
     lstm.add_argument("--steps", type=int, default=None, help="training steps per fold (default: 1200)")
     lstm.add_argument("--members", type=int, default=1, metavar="K",
-                      help="average K LSTMs that differ only in their seed (K times the training; default: 1)")
-    lstm.add_argument("--transpose", type=int, default=None, metavar="N",
-                      help="transposition augmentation of the training tunes by up to N semitones "
-                           f"(pitch-only with the MIDI alphabet; default: {PITCH_TRANSPOSE} there, else 0)")
+                      help="average K LSTMs that differ in their seed and augmentation (K times the training; "
+                           "default: 1)")
+    lstm.add_argument("--transpose", type=int, nargs="+", default=None, metavar="N",
+                      help="transposition augmentation of the training tunes by up to N semitones; ensemble "
+                           "members take the values in turn (pitch-only with the MIDI alphabet; default there: "
+                           f"{' '.join(map(str, PITCH_TRANSPOSES))}, so a single LSTM is not transposed; else 0)")
     pre = cv.add_argument_group("pretraining (both models)")
     pre.add_argument("--pretrain-style", nargs="+", metavar="STYLE",
                      help="also train on shipped corpus tunes of these styles (the LSTM: first, then it is "
@@ -136,11 +140,12 @@ def run_cv(args) -> int:
     alphabet = VIEWS[view][1] if isinstance(view, str) else view[1]
 
     pitch_symbols = args.pitch_only and args.pitch_alphabet == "midi"
-    transpose = args.transpose if args.transpose is not None else (PITCH_TRANSPOSE if pitch_symbols else 0)
-    if transpose and not pitch_symbols:
+    transposes = list(args.transpose or (PITCH_TRANSPOSES if pitch_symbols else [0]))
+    transposes = transposes[:max(args.members, 1)]
+    if any(transposes) and not pitch_symbols:
         raise ConfigError("--transpose needs --pitch-only with the MIDI pitch alphabet (symbols = pitches)")
-    if transpose < 0:
-        raise ConfigError(f"--transpose must be >= 0, got {transpose}")
+    if min(transposes) < 0:
+        raise ConfigError(f"--transpose must be >= 0, got {min(transposes)}")
     if args.model == "ngram":
         models = args.ngram_models or "both+"
         options = {} if args.bias is None else {"bias": args.bias}
@@ -150,20 +155,20 @@ def run_cv(args) -> int:
             return NgramModel(alphabet, models, max_order=args.order, **options)
     else:
         settings = LSTMSettings(hidden_size=args.hidden_size, num_layers=args.layers, seed=args.seed,
-                                seq_len=64 if args.pitch_only else 128, augment_semitones=transpose,
+                                seq_len=64 if args.pitch_only else 128, augment_semitones=transposes[0],
                                 **({"num_steps": args.steps} if args.steps else {}))
         cache: dict = {}
         description = f"LSTM {args.layers}x{args.hidden_size}" + (" pretrained" if pretrain else "")
-        if transpose:
-            description += f", transposed up to {transpose} semitones"
         if args.members < 1:
             raise ConfigError(f"--members must be >= 1, got {args.members}")
         if args.members > 1:
             description += f", ensemble of {args.members}"
+        if any(transposes):
+            description += f", transposed up to {'/'.join(map(str, transposes))} semitones"
         if args.model == "lstm":
             def factory():
                 if args.members > 1:
-                    return LSTMEnsemble(alphabet, settings, cache, args.members)
+                    return LSTMEnsemble(alphabet, settings, cache, args.members, transposes)
                 return LSTMModel(alphabet, settings, cache)
         else:
             models = args.ngram_models or HYBRID_NGRAM
@@ -172,7 +177,7 @@ def run_cv(args) -> int:
 
             def factory():
                 return HybridModel(alphabet, settings, cache, ngram_models=models, bias=bias, max_order=args.order,
-                                   members=args.members)
+                                   members=args.members, transposes=transposes)
 
     notes = sum(len(m.pitches) for m in melodies)
     view_name = f"{view} view" if isinstance(view, str) else f"pitch view over {alphabet} pitches"
