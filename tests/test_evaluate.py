@@ -282,7 +282,7 @@ def test_cli_prints_json(tmp_path, capsys):
     tunes = make_tunes(8, seed=8)
     write_folder(tmp_path / "midi", tunes)
     assert main(["evaluate", "cv", "--midi-dir", str(tmp_path / "midi"), "--folds", "4", "--pitch-only",
-                 "--json"]) == 0
+                 "--model", "ngram", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out) == {"folds", "mean_bits_per_note", "notes"}
     assert out["notes"] == sum(len(t.pitches) for t in tunes)
@@ -293,7 +293,7 @@ def test_cli_skips_a_broken_file_and_evaluates_the_rest(tmp_path, capsys):
     tunes = make_tunes(6, seed=9)
     write_folder(tmp_path / "midi" / "sub", tunes)
     (tmp_path / "midi" / "broken.mid").write_bytes(b"this is not a MIDI file")
-    assert main(["evaluate", "cv", "--midi-dir", str(tmp_path / "midi"), "--folds", "3"]) == 0
+    assert main(["evaluate", "cv", "--midi-dir", str(tmp_path / "midi"), "--folds", "3", "--model", "ngram"]) == 0
     out = capsys.readouterr().out
     assert "skipped" in out and "broken.mid" in out
     assert "fold  3/3" in out and "bits/note" in out and "bits/event" in out
@@ -315,13 +315,15 @@ def test_cli_reports_bad_requests(tmp_path, capsys):
 def test_cli_model_options_change_the_result(tmp_path, capsys):
     tunes = make_tunes(12, seed=11)
     write_folder(tmp_path / "midi", tunes)
-    base = ["evaluate", "cv", "--midi-dir", str(tmp_path / "midi"), "--folds", "3", "--pitch-only", "--json"]
+    base = ["evaluate", "cv", "--midi-dir", str(tmp_path / "midi"), "--folds", "3", "--pitch-only", "--model", "ngram",
+            "--json"]
     results = {}
     for extra in ([], ["--ngram-models", "ltm", "--order", "1"], ["--pitch-alphabet", "corpus"]):
         assert main(base + extra) == 0
         results[" ".join(extra)] = json.loads(capsys.readouterr().out)["mean_bits_per_note"]
     assert len(set(results.values())) == 3     # each option reaches the model
-    assert main(base[:-2] + ["--pitch-alphabet", "corpus"]) == 2     # only with --pitch-only
+    without_pitch_only = [a for a in base if a not in ("--pitch-only", "--json")]
+    assert main(without_pitch_only + ["--pitch-alphabet", "corpus"]) == 2     # only with --pitch-only
     assert "--pitch-only" in capsys.readouterr().err
 
 
@@ -330,7 +332,7 @@ def test_cli_runs_the_hybrid_and_checks_transposition(tmp_path, capsys):
     write_folder(tmp_path / "midi", tunes)
     base = ["evaluate", "cv", "--midi-dir", str(tmp_path / "midi"), "--folds", "3", "--hidden-size", "8",
             "--steps", "10"]
-    assert main(base + ["--pitch-only", "--model", "lstm+ngram", "--transpose", "2", "--bias", "1"]) == 0
+    assert main(base + ["--pitch-only", "--transpose", "2", "--bias", "1"]) == 0     # the hybrid is the default
     out = capsys.readouterr().out
     assert "+ n-gram both+, bias 1" in out and "transposed up to 2" in out and "fold  3/3" in out
     assert main(base + ["--pitch-only", "--model", "lstm", "--members", "2", "--transpose", "0", "3"]) == 0
