@@ -617,6 +617,27 @@ def markdown(report: dict, heading: str = HEADING, what: str = "") -> str:
     return "\n".join(lines)
 
 
+def section_heading(report: dict, heading: str) -> str:
+    """``heading``, with the accelerator named where JAX ran on one (a GPU run gets its own section)."""
+    info = report["machine"]
+    if info["jax_backend"] == "cpu":
+        return heading
+    return f"{heading} on {info['jax_backend'].upper()} ({info['jax_device']})"
+
+
+def command_line(script: str, argv) -> str:
+    """The command that made a report, without the options that only say where output goes."""
+    args, skip = [], False
+    for arg in (sys.argv[1:] if argv is None else argv):
+        if skip:
+            skip = False
+        elif arg in ("--json", "--from-json"):
+            skip = True
+        elif arg != "--no-write" and not arg.startswith(("--json=", "--from-json=")):
+            args.append(arg)
+    return " ".join(["python", script, *args])
+
+
 def write_section(text: str, heading: str) -> None:
     """Put ``text`` (starting with ``heading``) into README.md, replacing an older version of that section."""
     old = README.read_text() if README.exists() else "# Benchmarks\n\nSpeed and quality benchmarks.\n"
@@ -654,6 +675,8 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument("--no-write", action="store_true", help="print the table, leave README.md alone")
+    parser.add_argument("--from-json", type=Path,
+                        help="run nothing: write the section of a report saved with --json (e.g. on a GPU machine)")
     args = parser.parse_args(argv)
     if args.rounds is None:
         args.rounds = 4 if args.quick else 12
@@ -662,9 +685,14 @@ def parse_args(argv=None):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    report = run(args)
-    report["matmul"] = f"{args.matmul_size}^3"
-    text = markdown(report, HEADING, WHAT)
+    if args.from_json:
+        report = json.loads(args.from_json.read_text())
+    else:
+        report = run(args)
+        report["matmul"] = f"{args.matmul_size}^3"
+        report["command"] = command_line("benchmarks/lstm_train.py", argv)
+    heading = section_heading(report, HEADING)
+    text = markdown(report, heading, WHAT)
     extra = []
     for name in ("labkit+vjp", "labkit+vjp+bf16"):
         proto = report["results"].get(name, {})
@@ -684,7 +712,7 @@ def main(argv=None) -> None:
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
     if not args.no_write:
-        write_section(text, HEADING)
+        write_section(text, heading)
         print(f"written to {README.relative_to(ROOT)}")
 
 

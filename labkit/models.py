@@ -207,7 +207,7 @@ class MelodyLSTM(nnx.Module):
             key: jax.Array | None = None) -> tuple[Carry, jax.Array]:
         """Read ``tokens`` int ``[B, T]`` from ``carry``; return ``(carry, logits [B, T, V])``."""
         key = _dropout_keys(deterministic, self.dropout, key, "MelodyLSTM")
-        x = self.embed(jnp.swapaxes(tokens, 0, 1))                   # time-major: [T, B, E]
+        x = embed_tokens(self.embed, jnp.swapaxes(tokens, 0, 1))     # time-major: [T, B, E]
         new_carry = []
         for layer, cell in enumerate(self.cells):
             layer_carry, x = _lstm_layer_scan(cell, carry[layer], x)
@@ -319,7 +319,7 @@ class AttentionMelodyLSTM(nnx.Module):
             key: jax.Array | None = None) -> tuple[Carry, jax.Array]:
         """Read ``tokens`` int ``[B, T]`` from ``carry``; return ``(carry, logits [B, T, V])``."""
         key = _dropout_keys(deterministic, self.dropout, key, "AttentionMelodyLSTM")
-        x = jnp.swapaxes(self.embed(tokens), 0, 1)                     # [T, B, E]
+        x = jnp.swapaxes(embed_tokens(self.embed, tokens), 0, 1)       # [T, B, E]
         steps = jnp.arange(x.shape[0])
 
         def body(state, inputs):
@@ -341,6 +341,20 @@ class AttentionMelodyLSTM(nnx.Module):
 
 
 MelodyModel = MelodyLSTM | AttentionMelodyLSTM
+
+
+def embed_tokens(embed: nnx.Embed, tokens: jax.Array) -> jax.Array:
+    """``embed(tokens)``, computed as a one-hot matrix product: the same numbers, a reproducible gradient.
+
+    The gradient of a table lookup is a scatter-add, which GPUs run with atomic additions whose
+    order changes from run to run; the gradient of this product is a matrix product, which does
+    not. So the same seed trains the same parameters on a GPU as it does on a CPU. (The product
+    asks for full float32 precision: GPUs would otherwise round the table to TensorFloat-32.)
+    ``step`` keeps the plain lookup, which needs no gradient.
+    """
+    table = embed.embedding[...]
+    one_hot = jax.nn.one_hot(tokens, table.shape[0], dtype=table.dtype)
+    return jnp.dot(one_hot, table, precision=jax.lax.Precision.HIGHEST)
 
 
 def make_model(config: ModelConfig, key: jax.Array | int = 0) -> MelodyModel:

@@ -232,7 +232,9 @@ def token_stats(logits: jax.Array, targets: jax.Array, weights: jax.Array) -> di
     Notebook: 04_lstm_melody_model.ipynb
     """
     log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    nll = -jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
+    # A one-hot product rather than take_along_axis: the same numbers, and a gradient without the
+    # scatter-add that GPUs run in a different order every time (see labkit.models.embed_tokens).
+    nll = -jnp.sum(jax.nn.one_hot(targets, log_probs.shape[-1], dtype=log_probs.dtype) * log_probs, axis=-1)
     hits = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
     return {"nll": jnp.sum(nll * weights), "weight": jnp.sum(weights), "correct": jnp.sum(hits * weights)}
 

@@ -1,4 +1,6 @@
 """Tests of labkit.models: shapes, step/sequence agreement, causality, dropout, configs."""
+from types import SimpleNamespace
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -6,7 +8,7 @@ import pytest
 from flax import nnx
 
 from labkit.errors import ConfigError
-from labkit.models import AttentionMelodyLSTM, MelodyLSTM, ModelConfig, count_params, make_model
+from labkit.models import AttentionMelodyLSTM, MelodyLSTM, ModelConfig, count_params, embed_tokens, make_model
 
 VOCAB = 10
 
@@ -50,6 +52,24 @@ def test_shapes(model):
     carry2, logits2 = run(model, model.init_carry(2), tokens[:, :4])
     assert logits2.shape == (2, 4, VOCAB)
     assert jax.tree_util.tree_structure(carry) == jax.tree_util.tree_structure(carry2)
+
+
+def test_embed_tokens_is_the_lookup_with_a_matrix_product_gradient():
+    embed = nnx.Embed(VOCAB, 8, rngs=nnx.Rngs(0))
+    tokens = random_tokens((3, 7), seed=5)
+    np.testing.assert_array_equal(embed_tokens(embed, tokens), embed(tokens))    # the same numbers, exactly
+
+    def lookup(table):
+        return embed_tokens(SimpleNamespace(embedding=table), tokens)
+
+    cotangent = jax.random.normal(jax.random.key(1), (3, 7, 8))
+    _, pull = jax.vjp(lookup, embed.embedding[...])
+    expected = np.zeros((VOCAB, 8), np.float32)                     # each row: the sum of its tokens' cotangents
+    np.add.at(expected, np.asarray(tokens).ravel(), np.asarray(cotangent).reshape(-1, 8))
+    np.testing.assert_allclose(pull(cotangent)[0], expected, rtol=1e-5, atol=1e-6)
+    # and the backward pass has no scatter (which GPUs run with atomic additions, in no fixed order)
+    backward = jax.jit(jax.grad(lambda t: jnp.sum(lookup(t) * cotangent))).lower(embed.embedding[...]).as_text()
+    assert "scatter" not in backward and "dot_general" in backward
 
 
 def test_step_by_step_equals_whole_sequence(model):

@@ -106,6 +106,9 @@ def test_token_stats_matches_numpy():
     assert math.isclose(float(stats["nll"]), float((nll * weights).sum()), rel_tol=1e-5)
     assert float(stats["weight"]) == 3
     assert float(stats["correct"]) == float(((logits.argmax(-1) == targets) * weights).sum())
+    # no scatter in its gradient (GPUs run scatter-adds with atomics, in no fixed order)
+    backward = jax.jit(jax.grad(lambda z: token_stats(z, targets, weights)["nll"])).lower(logits).as_text()
+    assert "scatter" not in backward
 
 
 # --- steps and fit -------------------------------------------------------------------------------
