@@ -4,13 +4,11 @@
 (vocab 90, embedding 64, 2 x 256 LSTM), primed with one middle C:
 
 * ``labkit``: :func:`labkit.sample.sample` (primer, then one jitted ``lax.scan`` over the 512
-  steps: model step + ``jax.random.categorical``), including the copy of the tokens to numpy.
-* ``labkit+icdf``: a prototype of a proposed change to labkit/sample.py and labkit/models.py:
-  the same scan, but each token is drawn by inverse-CDF sampling (one uniform number per
-  melody and step, compared with the cumulative softmax) instead of ``categorical``'s Gumbel
-  trick (one uniform number and two logarithms per *vocabulary entry*), and the model step
-  computes the four gate activations with one ``tanh`` (see ``_lstm_gates`` in lstm_train.py).
-  Same distribution, different draws for a given key (checked here with a chi-square test).
+  steps: ``model.step_function()`` + inverse-CDF draws, :func:`labkit.sample.draw_token`),
+  including the copy of the tokens to numpy. Since 2026-11-26; earlier runs measured the plain
+  ``model.step`` and ``jax.random.categorical``.
+* ``labkit+icdf``: the prototype that labkit adopted (inverse-CDF draws, one-``tanh`` gates),
+  without labkit's precomputed first-layer table; kept as the base of the bfloat16 variant.
 * ``torch``: what most tutorials write: ``nn.LSTM`` called one step at a time with the carried
   ``(h, c)``, ``softmax`` + ``torch.multinomial``, under ``torch.inference_mode()``.
 
@@ -264,11 +262,14 @@ def run(args) -> dict:
 
 
 WHAT = ("64 melodies x 512 events after a one-token primer (vocab 90, embedding 64, 2 x 256 LSTM), "
-        "alternately in one process. *labkit*: `labkit.sample.sample` (one jitted `lax.scan`, "
-        "`jax.random.categorical`). *labkit+icdf*: the same scan with inverse-CDF draws and one-tanh gates "
-        "(benchmarks/lstm_sample.py), a proposed change; *labkit+icdf+bf16*: the same with bfloat16 matrix products "
-        "(float32 accumulation and state; an opt-in for CPUs with AMX/AVX512-BF16 and GPUs). *torch*: `nn.LSTM` stepped from Python with the carried "
-        "`(h, c)`, `softmax` + `torch.multinomial`, `torch.inference_mode()`. Tokens counted: the 32,768 generated.")
+        "alternately in one process. *labkit*: `labkit.sample.sample` (one jitted `lax.scan` of "
+        "`model.step_function()`, whose first layer looks its input products up in a table computed once, and "
+        "inverse-CDF draws, `labkit.sample.draw_token`; runs before 2026-11-26 measured `model.step` and "
+        "`jax.random.categorical`). *labkit+icdf*: the benchmark's prototype of the draws and one-tanh gates "
+        "(benchmarks/lstm_sample.py), without the table; *labkit+icdf+bf16*: the same with bfloat16 matrix products "
+        "(float32 accumulation and state; an opt-in for CPUs with AMX/AVX512-BF16 and GPUs). *torch*: `nn.LSTM` "
+        "stepped from Python with the carried `(h, c)`, `softmax` + `torch.multinomial`, `torch.inference_mode()`. "
+        "Tokens counted: the 32,768 generated.")
 
 
 def parse_args(argv=None):

@@ -46,7 +46,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -170,13 +170,18 @@ def _cell_weights(cell: nnx.OptimizedLSTMCell):
     return cell.dense_i.kernel[...], cell.dense_h.kernel[...], cell.dense_h.bias[...]
 
 
-def _cell_step(w_i, w_h, b, carry, x):
-    """One LSTM step: ``((c, h), gates [B, 4H])``; the same result as ``OptimizedLSTMCell``."""
-    c, h = carry
-    gates = _lstm_gates(x @ w_i + h @ w_h + b)
+def _cell_update(c, pre_activations):
+    """The LSTM update from the gates' pre-activations ``[B, 4H]``: ``((c, h), gates [B, 4H])``."""
+    gates = _lstm_gates(pre_activations)
     i, f, g, o = jnp.split(gates, 4, axis=-1)
     c = f * c + i * g
     return (c, o * jnp.tanh(c)), gates
+
+
+def _cell_step(w_i, w_h, b, carry, x):
+    """One LSTM step: ``((c, h), gates [B, 4H])``; the same result as ``OptimizedLSTMCell``."""
+    c, h = carry
+    return _cell_update(c, x @ w_i + h @ w_h + b)
 
 
 def _lstm_cell(cell: nnx.OptimizedLSTMCell, carry, x: jax.Array):
@@ -322,6 +327,30 @@ class MelodyLSTM(nnx.Module):
             new_carry.append(layer_carry)
         return tuple(new_carry), self.head(x)
 
+    def step_function(self) -> Callable[[Carry, jax.Array], tuple[Carry, jax.Array]]:
+        """:meth:`step` for a loop over many steps (the sampler's), with its fixed part computed once.
+
+        The first layer's input product depends only on the token: ``E[token] @ W_i + b`` is row
+        ``token`` of the table ``E @ W_i + b`` (``[V, 4H]``), computed here once, so each step
+        looks the row up instead of multiplying. The same numbers up to float32 rounding (the
+        products are summed in another order); about 1.1x faster sampling on a 2-core CPU
+        (benchmarks/lstm_sample.py).
+        """
+        first, rest = self.cells[0], self.cells[1:]
+        w_i, w_h, b = _cell_weights(first)
+        table = self.embed.embedding[...] @ w_i + b
+
+        def step(carry: Carry, token: jax.Array) -> tuple[Carry, jax.Array]:
+            c, h = carry[0]
+            (c, x), _ = _cell_update(c, table[token] + h @ w_h)
+            new_carry = [(c, x)]
+            for layer, cell in enumerate(rest, start=1):
+                layer_carry, x = _lstm_cell(cell, carry[layer], x)
+                new_carry.append(layer_carry)
+            return tuple(new_carry), self.head(x)
+
+        return step
+
 
 class AttentionMelodyLSTM(nnx.Module):
     """A :class:`MelodyLSTM` whose top output attends over its own last ``attention_length`` outputs.
@@ -427,6 +456,11 @@ class AttentionMelodyLSTM(nnx.Module):
     def step(self, carry: Carry, token: jax.Array) -> tuple[Carry, jax.Array]:
         """One step without dropout: ``token`` int ``[B]`` -> ``(carry, logits [B, V])``."""
         return self._step(carry, self.embed(token), None)
+
+    def step_function(self) -> Callable[[Carry, jax.Array], tuple[Carry, jax.Array]]:
+        """:meth:`step` for a loop over many steps (the interface of :meth:`MelodyLSTM.step_function`;
+        here nothing is precomputed: the embedding is mixed with the attention context first)."""
+        return self.step
 
 
 MelodyModel = MelodyLSTM | AttentionMelodyLSTM

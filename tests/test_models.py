@@ -82,6 +82,22 @@ def test_step_by_step_equals_whole_sequence(model):
     np.testing.assert_allclose(np.stack(outputs, axis=1), whole, atol=1e-5)
 
 
+def test_step_function_equals_step(model):
+    """The sampler's step (the first layer's input products looked up from a table) is ``step``."""
+    model = nnx.clone(model)
+    for cell in getattr(model, "cells", []):                      # non-zero biases (they start at zero)
+        cell.dense_h.bias[...] = jnp.linspace(-1.0, 1.0, cell.dense_h.bias.shape[0])
+    tokens = random_tokens(seed=6)
+    fast = model.step_function()
+    a = b = model.init_carry(2)
+    for t in range(tokens.shape[1]):
+        a, logits_a = model.step(a, tokens[:, t])
+        b, logits_b = fast(b, tokens[:, t])
+        np.testing.assert_allclose(logits_b, logits_a, rtol=1e-5, atol=1e-5)
+    for x, y in zip(jax.tree_util.tree_leaves(b), jax.tree_util.tree_leaves(a), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5)
+
+
 def test_run_continues_from_a_carry(model):
     tokens = random_tokens(seed=2)
     whole = apply(model, tokens)

@@ -8,7 +8,7 @@ from labkit.encoding import MelodyEncoding
 from labkit.errors import ConfigError, EncodingError, LabkitError
 from labkit.melody import Melody
 from labkit.models import ModelConfig, make_model
-from labkit.sample import (SampleConfig, beam_search, default_primer, filter_logits, primer_from_melody, sample,
+from labkit.sample import (SampleConfig, beam_search, default_primer, draw_token, filter_logits, primer_from_melody, sample,
                            tokens_to_melodies, tokens_to_sequences)
 
 VOCAB = 10
@@ -135,7 +135,7 @@ def test_low_temperature_concentrates_on_the_arg_max():
     keys = jax.random.split(jax.random.key(0), 4000)
 
     def share_of_argmax(temperature):
-        draws = jax.vmap(lambda k: jax.random.categorical(k, filter_logits(logits, temperature)))(keys)
+        draws = jax.vmap(lambda k: draw_token(k, filter_logits(logits, temperature)))(keys)
         return float(jnp.mean(draws == 0))
 
     shares = [share_of_argmax(t) for t in (2.0, 1.0, 0.3, 0.05)]
@@ -227,3 +227,23 @@ def test_primer_from_midi_round_trip(tmp_path):
     (tmp_path / "bad.mid").write_text("not midi")
     with pytest.raises(LabkitError, match="bad.mid"):
         primer_from_midi(tmp_path / "bad.mid", enc)
+
+
+@pytest.mark.parametrize("top_k", [0, 5])
+def test_draw_token_follows_the_softmax(top_k):
+    """Inverse-CDF draws: frequencies match the probabilities (chi-square), excluded tokens never come."""
+    from scipy import stats
+
+    logits = filter_logits(2.0 * jax.random.normal(jax.random.key(3), (12,)), 1.0, top_k)
+    draws = 50_000
+    tokens = np.asarray(draw_token(jax.random.key(4), jnp.broadcast_to(logits, (draws, 12))))
+    probs = np.asarray(jax.nn.softmax(logits))
+    counts = np.bincount(tokens, minlength=12)
+    support = probs > 0
+    assert counts[~support].sum() == 0 and support.sum() == (top_k or 12)
+    expected = probs[support] * draws
+    chi2 = float(((counts[support] - expected) ** 2 / expected).sum())
+    assert stats.chi2.sf(chi2, support.sum() - 1) > 1e-3, (counts, expected)
+    # a batch of rows with their own distributions, and one key per row gives one token per row
+    assert draw_token(jax.random.key(0), jnp.zeros((3, 4, 12))).shape == (3, 4)
+    assert int(draw_token(jax.random.key(1), jnp.array([-jnp.inf, -jnp.inf, 5.0]))) == 2
