@@ -664,15 +664,21 @@ def group_columns(names: Sequence[str], groups) -> np.ndarray:
 def hashed_columns(names: Sequence[str]) -> dict[str, np.ndarray]:
     """The columns of each hashed n-gram group among ``names``: ``{group: indices}``.
 
-    >>> hashed_columns(["interval:+1", "bar_rhythm:0000", "bar_rhythm:0001"])
-    {'bar_rhythm': array([1, 2])}
+    Columns of a second variant set beside the first carry its name in front
+    (``"raw:interval_ngram:17"``, see :func:`labkit.style_experiment.run_experiment`);
+    they form groups of their own (``"raw:interval_ngram"``).
+
+    >>> hashed_columns(["interval:+1", "bar_rhythm:0000", "bar_rhythm:0001", "raw:bar_rhythm:0000"])
+    {'bar_rhythm': array([1, 2]), 'raw:bar_rhythm': array([3])}
 
     Notebook: 06_style_features.ipynb
     """
     out: dict[str, list[int]] = {}
     for i, name in enumerate(names):
-        group = name.split(":", 1)[0]
-        if group in NGRAM_GROUPS:
+        group, _, rest = name.partition(":")
+        if group in VARIANTS:
+            group = f"{group}:{rest.partition(':')[0]}"
+        if group.rpartition(":")[2] in NGRAM_GROUPS:
             out.setdefault(group, []).append(i)
     return {g: np.asarray(v, dtype=np.int64) for g, v in out.items()}
 

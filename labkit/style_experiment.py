@@ -20,7 +20,13 @@ measures, always with stratified k-fold cross-validation **by tune**:
    least half of the interval 8-grams shared; the project's fixed definition,
    not tuned here). Ryan's collection prints many of O'Neill's tunes: the same
    tune under two labels is label noise. The counts removed are reported.
-4. Generalisation to sub-collections never trained on: for each family of
+4. ``improved_raw`` (and ``deduplicated_raw``), only with ``with_raw``: the
+   improved protocol with the ``raw`` variant's columns beside the processed
+   ones (named ``"raw:..."``; its hashed groups scaled as groups of their own).
+   The raw columns keep what key normalisation removes (absolute pitch, the key
+   itself) and unnormalised counts. Found after the other protocols, looking
+   at the same folds: read its gain with that in mind.
+5. Generalisation to sub-collections never trained on: for each family of
    Essen German subsets (``altdeu``, ``ballad``, ...), a five-style model
    trained without that family scores *all* its tunes (share called German);
    and a five-style model whose Irish tunes are O'Neill's only scores Essen's
@@ -87,7 +93,7 @@ def _cv_figures(result, styles) -> dict:
 def run_experiment(styles: Sequence[str] = FIVE_STYLES, *, max_per_style: int | None = 2000, folds: int = 5,
                    seed: int = 0, ngram_dims: int = 256, l2_grid: Sequence[float] | None = None, inner_k: int = 3,
                    steps: int = 200, basic_l2: float = 0.03, general_l2: float | None = None,
-                   dedup: bool = True, generalisation: bool = True, root=None,
+                   dedup: bool = True, generalisation: bool = True, with_raw: bool = False, root=None,
                    log: Callable[[str], None] | None = print) -> dict:
     """Run the five-style and generalisation experiments and return every figure.
 
@@ -105,6 +111,7 @@ def run_experiment(styles: Sequence[str] = FIVE_STYLES, *, max_per_style: int | 
         general_l2: the fixed L2 of the improved generalisation runs (default
             :data:`labkit.style_cli.DEFAULT_L2`).
         dedup, generalisation: run those parts.
+        with_raw: also the ``improved_raw`` protocol (and ``deduplicated_raw`` with ``dedup``).
         log: called with one line of progress at a time (``None``: silent).
 
     Returns:
@@ -135,7 +142,7 @@ def run_experiment(styles: Sequence[str] = FIVE_STYLES, *, max_per_style: int | 
     out: dict = {"styles": list(styles),
                  "settings": {"max_per_style": max_per_style, "folds": folds, "seed": seed, "ngram_dims": ngram_dims,
                               "l2_grid": list(l2_grid), "inner_k": inner_k, "steps": steps, "basic_l2": basic_l2,
-                              "general_l2": general_l2}}
+                              "general_l2": general_l2, "with_raw": bool(with_raw)}}
 
     t = time.perf_counter()
     melodies, rows = corpus_style_data(styles, max_per_style=max_per_style, seed=seed, root=root)
@@ -147,9 +154,15 @@ def run_experiment(styles: Sequence[str] = FIVE_STYLES, *, max_per_style: int | 
     t = time.perf_counter()
     Xb, names_b = F.feature_matrix(melodies, "processed", F.BASIC_GROUPS, paragraph=True, ngram_dims=ngram_dims)
     Xn, names_n = F.feature_matrix(melodies, "processed", None, paragraph=True, ngram_dims=ngram_dims)
+    if with_raw:
+        Xr, names_r = F.feature_matrix(melodies, "raw", None, paragraph=True, ngram_dims=ngram_dims)
+        Xnr, names_nr = np.hstack([Xn, Xr]), list(names_n) + [f"raw:{name}" for name in names_r]
     out["features"] = {"basic": Xb.shape[1], "improved": Xn.shape[1], "seconds": time.perf_counter() - t}
-    say(f"features: basic {Xb.shape[1]} columns, improved {Xn.shape[1]} columns "
-        f"({out['features']['seconds']:.0f} s)")
+    if with_raw:
+        out["features"]["improved_raw"] = Xnr.shape[1]
+    say(f"features: basic {Xb.shape[1]} columns, improved {Xn.shape[1]} columns"
+        + (f", improved + raw {Xnr.shape[1]} columns" if with_raw else "")
+        + f" ({out['features']['seconds']:.0f} s)")
 
     def report(name, r):
         f = _cv_figures(r, styles)
@@ -162,6 +175,9 @@ def run_experiment(styles: Sequence[str] = FIVE_STYLES, *, max_per_style: int | 
     report("basic", S.cross_validate(Xb, y, k=folds, seed=seed, l2=basic_l2, steps=steps, num_classes=C))
     report("improved", S.cross_validate(Xn, y, k=folds, seed=seed, l2=l2_grid, steps=steps, names=names_n,
                                         inner_k=inner_k, num_classes=C))
+    if with_raw:
+        report("improved_raw", S.cross_validate(Xnr, y, k=folds, seed=seed, l2=l2_grid, steps=steps, names=names_nr,
+                                                inner_k=inner_k, num_classes=C))
 
     if dedup:
         t = time.perf_counter()
@@ -174,6 +190,9 @@ def run_experiment(styles: Sequence[str] = FIVE_STYLES, *, max_per_style: int | 
                                                 names=names_n, inner_k=inner_k, num_classes=C))
         report("basic_deduplicated", S.cross_validate(Xb[keep], y[keep], k=folds, seed=seed, l2=basic_l2,
                                                       steps=steps, num_classes=C))
+        if with_raw:
+            report("deduplicated_raw", S.cross_validate(Xnr[keep], y[keep], k=folds, seed=seed, l2=l2_grid,
+                                                        steps=steps, names=names_nr, inner_k=inner_k, num_classes=C))
 
     if generalisation and "german" in styles:
         out["generalisation"] = _generalisation(melodies, rows, labels, styles, (Xb, names_b, basic_l2),

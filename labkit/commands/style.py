@@ -115,6 +115,8 @@ def register(subparsers) -> None:
     exp.add_argument("--seed", type=int, default=0, help="seed of the subsample and the folds (default: 0)")
     exp.add_argument("--no-dedup", action="store_true", help="skip the near-duplicate protocol")
     exp.add_argument("--no-generalisation", action="store_true", help="skip the held-out sub-collections")
+    exp.add_argument("--with-raw", action="store_true",
+                     help="also cross-validate the improved features with the raw variant's columns beside them")
     exp.add_argument("--json", default=None, metavar="FILE", help="also write every figure to this JSON file")
     exp.set_defaults(func=run_experiment)
 
@@ -156,7 +158,7 @@ def run_experiment(args) -> int:
 
     figures = experiment(args.styles or FIVE_STYLES, max_per_style=args.max_per_style, folds=args.folds,
                          seed=args.seed, ngram_dims=args.ngram_dims, l2_grid=args.l2_grid, steps=args.steps,
-                         dedup=not args.no_dedup, generalisation=not args.no_generalisation,
+                         dedup=not args.no_dedup, generalisation=not args.no_generalisation, with_raw=args.with_raw,
                          log=lambda line: print(line, flush=True))
     if args.json:
         from pathlib import Path

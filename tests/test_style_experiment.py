@@ -1,0 +1,55 @@
+"""Tests of labkit.style_experiment and `python -m labkit style experiment` (a tiny run on the shipped corpus)."""
+import json
+
+import numpy as np
+import pytest
+
+from labkit.cli import main
+from labkit.errors import ConfigError
+from labkit.features import hashed_columns
+from labkit.style_experiment import cross_style_duplicates, run_experiment
+
+
+def test_cross_style_duplicates_marks_only_tunes_shared_across_styles():
+    song = [60, 62, 64, 65, 67, 67, 69, 69, 67, 65, 64, 62, 60]
+    other = [72, 71, 69, 67, 65, 64, 62, 60, 62, 64, 60, 59, 57]
+    marked = cross_style_duplicates([song, [p + 2 for p in song], other, list(song)], ["a", "b", "a", "a"])
+    # the transposed copy under another label is a duplicate both ways; a copy within one style is not
+    assert marked.tolist() == [True, True, False, True]
+    assert cross_style_duplicates([song, other], ["a", "b"]).tolist() == [False, False]
+
+
+def test_raw_columns_form_hashed_groups_of_their_own():
+    names = ["interval:+1", "interval_ngram:3", "raw:interval_ngram:3", "raw:interval:+1", "raw:interval_ngram:4"]
+    groups = hashed_columns(names)
+    assert set(groups) == {"interval_ngram", "raw:interval_ngram"}
+    np.testing.assert_array_equal(groups["raw:interval_ngram"], [2, 4])
+
+
+def test_experiment_command_runs_every_protocol(tmp_path, capsys):
+    out = tmp_path / "figures.json"
+    status = main(["style", "experiment", "--styles", "chinese", "german", "irish", "--max-per-style", "15",
+                   "--folds", "2", "--l2-grid", "0.1", "1", "--steps", "20", "--no-generalisation", "--with-raw",
+                   "--json", str(out)])
+    assert status == 0
+    text = capsys.readouterr().out
+    figures = json.loads(out.read_text())
+    assert figures["styles"] == ["chinese", "german", "irish"]
+    assert figures["tunes"] == {"chinese": 15, "german": 15, "irish": 15}
+    assert figures["features"]["improved_raw"] == 2 * figures["features"]["improved"]
+    for name in ("basic", "improved", "improved_raw", "deduplicated", "deduplicated_raw", "basic_deduplicated"):
+        result = figures[name]
+        assert 0.0 <= result["balanced_accuracy"] <= 1.0, name
+        grid = {0.03} if name.startswith("basic") else {0.1, 1.0}     # basic: the fixed L2; else nested choice
+        assert len(result["fold_balanced_accuracy"]) == 2 and set(result["l2"]) <= grid, name
+        assert np.asarray(result["confusion"]).sum() <= 45 and set(result["recall"]) == set(figures["styles"])
+        assert name in text
+    assert np.asarray(figures["improved"]["confusion"]).sum() == 45
+    assert set(figures["duplicates"]) == set(figures["styles"])
+    assert "generalisation" not in figures
+    assert figures["basic"]["balanced_accuracy"] > 0.5            # three very different styles: far above chance
+
+
+def test_experiment_needs_two_styles():
+    with pytest.raises(ConfigError, match="at least two styles"):
+        run_experiment(["german"], log=None)
