@@ -248,8 +248,8 @@ def _lstm_layer_scan(cell: nnx.OptimizedLSTMCell, carry, x: jax.Array):
     ``lax.scan`` with a hand-written backward pass (:func:`_lstm_layer_bwd`). Autodiff of the
     scan would make four small weight-gradient products at every step inside the sequential
     loop; here they are one large product each after it. Measured with benchmarks/lstm_train.py:
-    a training step about 1.1x as fast on a 2-core CPU and 1.74x on a GPU (an H200, where the loop's
-    kernel launches are the cost). Hoisting ``x @ W_i`` out of the forward loop was slower on the
+    a training step 1.0 to 1.1x as fast on a 2-core CPU and 1.75x on a GPU (an H200, where the
+    loop's kernel launches are the cost). Hoisting ``x @ W_i`` out of the forward loop was slower on the
     CPU (one large fresh buffer instead of small products that stay in cache). No forward-mode
     autodiff (``jax.jvp``) through this function (a ``jax.custom_vjp``). Returns
     ``((c, h), outputs [T, B, H])``.
