@@ -53,3 +53,28 @@ def test_experiment_command_runs_every_protocol(tmp_path, capsys):
 def test_experiment_needs_two_styles():
     with pytest.raises(ConfigError, match="at least two styles"):
         run_experiment(["german"], log=None)
+
+
+def test_generalisation_scores_held_out_sub_collections(monkeypatch):
+    """Every held-out family and Essen's Irish songs get a share from each model (tiny data: at most 40 tunes read)."""
+    from labkit import style_cli
+
+    real = style_cli.corpus_style_data
+
+    def small(styles=None, splits=None, *, max_per_style=None, **kwargs):
+        return real(styles, splits, max_per_style=min(max_per_style or 40, 40), **kwargs)
+
+    monkeypatch.setattr(style_cli, "corpus_style_data", small)
+    figures = run_experiment(["chinese", "german", "irish"], max_per_style=30, folds=2, l2_grid=[0.3], steps=20,
+                             dedup=False, log=None)
+    gen = figures["generalisation"]
+    assert gen["families"], "no German family had 5 tunes among the 40 read"
+    for fam, entry in gen["families"].items():
+        assert set(entry) >= {"tunes", "trained_without", "basic", "improved", "pair"}, fam
+        assert all(0.0 <= entry[name] <= 1.0 for name in ("basic", "improved", "pair")), fam
+        assert entry["tunes"] >= 5
+    irish = gen["essen_irish"]
+    assert set(irish) >= {"basic", "improved", "pair", "pair_called"}
+    assert sum(irish["pair_called"].values()) == irish["tunes"]
+    assert set(k for k, v in irish["pair_called"].items() if v) <= {"german", "irish"}   # the pair knows two styles
+    assert 0.0 <= gen["german_families_pair"] <= 1.0
