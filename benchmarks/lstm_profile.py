@@ -6,7 +6,8 @@ sizes: vocab 90, embedding 64, 2 x 256 LSTM; a training step on 64 x 128 tokens;
 the time of XLA's operations by kind:
 
 * *matrix products*: XLA's library calls for ``dot`` (``ynn_fusion``/``xnn_fusion``/``onednn``
-  thunks on a CPU, ``dot``/``gemm``/``cublas`` kernels on a GPU), split into those **in the time
+  thunks on a CPU; on a GPU, kernels whose names contain ``gemm``, ``cublas`` or ``dot``: not yet
+  checked on a GPU), split into those **in the time
   loop** (run once per time step: ``T`` or more times per call) and those **once per call**
   (the input products and weight gradients over all ``T * B`` rows);
 * *element-wise and other ops*: everything else XLA runs (its fused loops: gates, tanh, masks,
