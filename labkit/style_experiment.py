@@ -212,8 +212,6 @@ def _generalisation(melodies, rows, labels, styles, basic, improved, ngram_dims,
     from labkit.style_cli import corpus_style_data
 
     t = time.perf_counter()
-    C = len(styles)
-    y = np.array([styles.index(s) for s in labels])
     german_all, german_rows = corpus_style_data(["german"], collections=["essen"], root=root)
     family_all = np.array([s.rstrip("0123456789") for s in german_rows["subset"]])
     family = np.array([s.rstrip("0123456789") for s in rows["subset"]])
@@ -222,9 +220,8 @@ def _generalisation(melodies, rows, labels, styles, basic, improved, ngram_dims,
                 "improved": (improved[0], improved[1], improved[2], None)}
 
     # Irish against German alone (the first target), improved settings: only those two styles' tunes train it.
-    pair = "irish" in styles
     in_pair = np.isin(labels, ["german", "irish"])
-    if pair:
+    if "irish" in styles:
         settings["pair"] = settings["improved"]
     features: dict = {}
 
