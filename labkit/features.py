@@ -34,6 +34,14 @@ group              dims   what it measures (one row of the feature matrix per tu
 ``bar_rhythm``     2048   hashed counts of whole-bar onset patterns: each bar's
                           onsets as a 16-bit mask of its 16 slots (a jig bar
                           ``x.x.x.x.x.x.....`` against a hornpipe's dotted pairs)
+``form``           48     the tune's form, bar by bar: how many bars, the pickup,
+                          how many bars repeat an earlier bar (exactly, in rhythm,
+                          in intervals), how alike bars 1, 2, ... 32 bars apart are,
+                          whether the last two bars "rhyme" with earlier ones, where
+                          the tune is high and low, how it ends
+``form_by_metre``  240    the ``form`` columns again, in one block of 48 per time
+                          signature numerator 2, 3, 4, 6 or 9 (zeros elsewhere): a
+                          reel and a jig may repeat themselves differently
 =================  =====  ==========================================================
 
 (The hashed groups have ``ngram_dims`` columns each, 2048 by default.) Step 0 of a
@@ -57,12 +65,17 @@ column names, :meth:`Standardizer.fit` therefore square-roots the hashed
 groups (the Hellinger transform of a frequency vector) and gives each hashed
 group one shared scale, the mean standard deviation of its columns.
 
+The two form groups are the same in both variants (they compare bars and
+positions, which neither the key nor counting changes), and are computed tune
+by tune from the melody's step grid rather than batched.
+
 *Segment* ("paragraph") features: the melody is cut into phrases
 (:func:`labkit.melody.split_phrases`); every dense group is computed per phrase
 and summarised over the tune by its mean and standard deviation over phrases,
 next to the tune-level features and four phrase statistics (phrase count, mean
-and std phrase length in quarters, mean notes per phrase). The n-gram groups stay
-tune-level (their phrase mean is nearly the tune's own histogram). The phrase
+and std phrase length in quarters, mean notes per phrase). The n-gram and form
+groups stay tune-level (an n-gram group's phrase mean is nearly the tune's own
+histogram; form is a property of the whole tune). The phrase
 mean of ``scale_degree``'s final-note part is the distribution of phrase
 cadences, a property of style that no tune-level histogram shows.
 
@@ -90,13 +103,15 @@ from labkit.errors import ConfigError, EncodingError
 FEATURE_GROUPS: tuple[str, ...] = (
     "pitch_class", "scale_degree", "interval", "register", "contour", "duration",
     "density", "onset_position", "metre", "interval_ngram", "duration_ngram",
-    "interval_duration_ngram", "metric_ngram", "bar_rhythm",
+    "interval_duration_ngram", "metric_ngram", "bar_rhythm", "form", "form_by_metre",
 )
 
-#: The groups whose columns are few and dense (everything but the hashed n-grams).
+#: The groups whose columns are few and dense, summarised over phrases in paragraph mode.
 DENSE_GROUPS: tuple[str, ...] = FEATURE_GROUPS[:9]
 #: The hashed groups (``ngram_dims`` columns each).
-NGRAM_GROUPS: tuple[str, ...] = FEATURE_GROUPS[9:]
+NGRAM_GROUPS: tuple[str, ...] = FEATURE_GROUPS[9:14]
+#: The groups that describe the whole tune's form (tune-level only, the same in both variants).
+FORM_GROUPS: tuple[str, ...] = FEATURE_GROUPS[14:]
 #: The feature set of the first course version (before the joint and metrical n-grams).
 BASIC_GROUPS: tuple[str, ...] = FEATURE_GROUPS[:11]
 
@@ -105,7 +120,7 @@ PAPER_GROUPS: dict[str, tuple[str, ...]] = {
     "pitch": ("pitch_class", "scale_degree", "register"),
     "interval": ("interval",),
     "rhythm": ("duration", "density", "onset_position", "metre", "metric_ngram", "bar_rhythm"),
-    "contour": ("contour",),
+    "contour": ("contour", "form", "form_by_metre"),
     "ngram": ("interval_ngram", "duration_ngram", "interval_duration_ngram"),
 }
 
@@ -125,6 +140,9 @@ ONSET_SLOTS = 24           # slots per bar in the onset-position histogram
 METRE_NUMERATORS = (2, 3, 4, 6, 9, 12)
 METRE_DENOMINATORS = (2, 4, 8)
 PHRASE_STATS = ("count", "length_mean", "length_std", "notes_mean")
+FORM_LAGS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)   # bar distances whose likeness ``form`` measures
+FORM_RHYME_LAGS = (2, 4, 8, 16)                  # the last two bars against those this many bars earlier
+FORM_METRE_NUMERATORS = (2, 3, 4, 6, 9)          # the blocks of ``form_by_metre``
 
 _PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 
@@ -162,10 +180,24 @@ def _group_names(group: str, ngram_dims: int) -> list[str]:
                   + [f"den_{d}" for d in METRE_DENOMINATORS] + ["den_other"])
     elif group in NGRAM_GROUPS:
         labels = [f"{b:04d}" for b in range(ngram_dims)]
+    elif group == "form":
+        labels = _FORM_LABELS
+    elif group == "form_by_metre":
+        labels = [f"num_{n}:{label}" for n in FORM_METRE_NUMERATORS for label in _FORM_LABELS]
     else:
         raise ConfigError(f"unknown feature group {group!r}; choose from {', '.join(FEATURE_GROUPS)}")
     return [f"{group}:{label}" for label in labels]
 
+
+_FORM_LABELS = (
+    ["bars_log", "pickup", "repeated_bars", "repeated_bar_rhythms", "repeated_bar_intervals",
+     "bars_multiple_of_8", "bars_multiple_of_4", "bars_8k_plus_1"]
+    + [f"{kind}_bar_lag_{lag}" for lag in FORM_LAGS for kind in ("same", "alike")]
+    + [f"{kind}_bar_lag_{part}_tune" for part in ("quarter", "half") for kind in ("same", "alike")]
+    + [f"ending_rhyme_{lag}" for lag in FORM_RHYME_LAGS] + ["ending_rhyme_max"]
+    + [f"pitch_quarter_{q}" for q in range(1, 5)]
+    + ["highest_at", "lowest_at", "range_first_half", "range_second_half", "repeated_4_bars",
+       "last_onset_in_bar", "last_note_quarters"])
 
 #: Columns of each group at the default ``ngram_dims``.
 GROUP_DIMS: dict[str, int] = {g: len(_group_names(g, NGRAM_DIMS)) for g in FEATURE_GROUPS}
@@ -473,6 +505,89 @@ def _densify(segs, buckets, values, size: int, dims: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------
+# Form: the tune cut into bars and compared with itself
+# ----------------------------------------------------------------------------------
+
+def _repeated_fraction(keys) -> float:
+    """The fraction of ``keys`` (one per bar or section) equal to an earlier one."""
+    keys = list(keys)
+    seen: set = set()
+    repeats = 0
+    for key in keys:
+        repeats += key in seen
+        seen.add(key)
+    return repeats / max(len(keys), 1)
+
+
+def _form_row(melody) -> np.ndarray:
+    """The ``form`` columns of one melody (see ``_FORM_LABELS`` for their order).
+
+    The step grid, up to the end of the last note, is cut into bars of the time
+    signature's length, step 0 being the start of a bar. Two bars are the *same*
+    when their events are equal (pitches, rhythm and rests); how *alike* they
+    are is the fraction of steps at which the same pitch sounds (or both rest).
+    The last bar may be partial; note-offs pad it.
+    """
+    from labkit.melody import NO_EVENT, NOTE_OFF
+
+    ev = melody.events
+    spq = max(int(melody.steps_per_quarter), 1)
+    onsets = np.flatnonzero(ev >= 0)
+    row = np.zeros(len(_FORM_LABELS))
+    if not len(onsets):
+        return row
+    bar = int(round(spq * 4 * melody.numerator / max(melody.denominator, 1)))
+    bar = bar if bar >= 1 else 4 * spq
+    n = int(melody.notes()[2][-1])                      # the tune ends where its last note ends
+    nb = -(-n // bar)
+    grid = np.full(nb * bar, NOTE_OFF, dtype=np.int64)
+    grid[:n] = ev[:n]
+    # The pitch sounding at each step (-1 in a rest): carry each event forward over NO_EVENT steps.
+    last_event = np.maximum.accumulate(np.where(grid != NO_EVENT, np.arange(len(grid)), 0))
+    sounding = np.where(grid[last_event] >= 0, grid[last_event], -1)
+    bars, heard = grid.reshape(nb, bar), sounding.reshape(nb, bar)
+
+    values = [np.log1p(nb), (onsets[0] % bar) / bar,
+              _repeated_fraction(tuple(b) for b in bars),
+              _repeated_fraction(tuple(b >= 0) for b in bars),
+              _repeated_fraction(tuple(np.diff(b[b >= 0])) for b in bars),
+              nb % 8 == 0, nb % 4 == 0, (nb - 1) % 8 == 0]
+    for lag in FORM_LAGS + (nb // 4, nb // 2):
+        if 0 < lag < nb:
+            values += [np.mean(np.all(bars[lag:] == bars[:-lag], axis=1)), np.mean(heard[lag:] == heard[:-lag])]
+        else:
+            values += [0.0, 0.0]
+    rhymes = [np.mean(heard[nb - 2:] == heard[nb - 2 - lag: nb - lag]) if nb >= lag + 2 else 0.0
+              for lag in FORM_RHYME_LAGS]
+    values += rhymes + [max(rhymes)]
+    pitch = ev[onsets].astype(np.float64)
+    where = onsets / n                                   # position of each note in the tune, 0..1
+    for q in range(4):
+        inside = (where >= q / 4) & (where < (q + 1) / 4)
+        values.append(pitch[inside].mean() - pitch.mean() if inside.any() else 0.0)
+    first, second = pitch[where < 0.5], pitch[where >= 0.5]
+    values += [where[np.argmax(pitch)], where[np.argmin(pitch)],
+               np.ptp(first) if len(first) else 0.0, np.ptp(second) if len(second) else 0.0]
+    values.append(_repeated_fraction(tuple(grid[i: i + 4 * bar]) for i in range(0, (nb - 3) * bar, 4 * bar)))
+    values += [(onsets[-1] % bar) / bar, (n - onsets[-1]) / spq]
+    row[:] = values
+    return row
+
+
+def _form_features(melodies, groups) -> dict[str, np.ndarray]:
+    """The requested form groups of each melody: {group: float64 [len(melodies), dims]}."""
+    form = np.array([_form_row(m) for m in melodies]).reshape(len(melodies), len(_FORM_LABELS))
+    out = {}
+    if "form" in groups:
+        out["form"] = form
+    if "form_by_metre" in groups:
+        numerator = np.array([m.numerator for m in melodies])
+        block = np.stack([numerator == k for k in FORM_METRE_NUMERATORS], axis=1).astype(np.float64)
+        out["form_by_metre"] = (block[:, :, None] * form[:, None, :]).reshape(len(melodies), -1)
+    return out
+
+
+# ----------------------------------------------------------------------------------
 # From melodies to batches
 # ----------------------------------------------------------------------------------
 
@@ -518,8 +633,9 @@ def _features_chunk(melodies, variant: str, groups: tuple[str, ...], paragraph: 
     blocks = []
     dense = [g for g in groups if g in DENSE_GROUPS]
     feats = _dense_features(tunes, dense, variant)
+    feats.update(_form_features(prepared, [g for g in groups if g in FORM_GROUPS]))
     for g in groups:
-        if g in DENSE_GROUPS:
+        if g in DENSE_GROUPS or g in FORM_GROUPS:
             blocks.append(feats[g])
         else:
             blocks.append(_densify(*_ngram_triplets(tunes, g, variant, ngram_dims), tunes.size, ngram_dims))

@@ -239,6 +239,59 @@ def test_bar_rhythm_counts_whole_bar_onset_patterns():
         assert np.array_equal(one(transpose(m, 5), g), one(m, g))
 
 
+def bars(patterns, numerator=4, denominator=4):
+    """A melody of whole bars: each pattern is one bar's pitches, one note per quarter of a 4/4 bar."""
+    pitches = [p for bar in patterns for p in bar]
+    starts = np.arange(len(pitches)) * 4
+    return Melody.from_notes(pitches, starts, starts + 4, numerator=numerator, denominator=denominator)
+
+
+def test_form_sees_repeated_bars_and_repeated_sections():
+    a, b, c, d = [60, 62, 64, 65], [67, 65, 64, 62], [60, 64, 67, 72], [72, 71, 69, 67]
+    same = named("form", one(bars([a] * 8), "form"))
+    assert same["bars_log"] == pytest.approx(np.log1p(8))
+    assert same["repeated_bars"] == pytest.approx(7 / 8) and same["same_bar_lag_1"] == 1.0
+    assert same["bars_multiple_of_8"] == 1.0 and same["pickup"] == 0.0
+    # an 8-bar strain played twice: every bar from the ninth on repeats the one 8 bars before
+    strain = [a, b, c, d, b, a, d, c]
+    twice = named("form", one(bars(strain * 2), "form"))
+    assert twice["same_bar_lag_8"] == 1.0 and twice["alike_bar_lag_8"] == 1.0
+    assert twice["repeated_bars"] == pytest.approx(12 / 16)   # four distinct bars among sixteen
+    assert twice["same_bar_lag_1"] == 0.0 and twice["same_bar_lag_half_tune"] == 1.0
+    assert twice["ending_rhyme_8"] == 1.0 and twice["ending_rhyme_2"] < 1.0
+    # the same strain then a new one: nothing repeats at 8 bars
+    other = [[p + 1 for p in bar] for bar in strain]
+    new = named("form", one(bars(strain + other), "form"))
+    assert new["same_bar_lag_8"] == 0.0 and new["alike_bar_lag_8"] == 0.0
+    assert new["repeated_bar_intervals"] == pytest.approx(12 / 16)  # transposed bars keep their intervals
+    assert new["repeated_bar_rhythms"] == pytest.approx(15 / 16)    # one rhythm throughout
+    # the highest note (73) falls in the second half, in the last quarter of the tune
+    assert new["highest_at"] >= 0.5 and new["pitch_quarter_4"] > new["pitch_quarter_1"]
+
+
+def test_form_pickup_ending_and_key_invariance():
+    tune = Melody.from_notes([67, 60, 64, 67, 72], [12, 16, 20, 24, 28], [16, 20, 24, 28, 40])
+    form = named("form", one(tune, "form"))
+    assert form["pickup"] == pytest.approx(12 / 16)          # starts on the last quarter of bar 1
+    assert form["last_onset_in_bar"] == pytest.approx(12 / 16)
+    assert form["last_note_quarters"] == pytest.approx(3.0)
+    for variant in ("raw", "processed"):
+        np.testing.assert_allclose(one(transpose(tune, 5), "form", variant), one(tune, "form"), atol=1e-6)
+    assert not one(Melody(np.zeros(0, np.int32)), "form").any()
+
+
+def test_form_by_metre_puts_the_form_in_the_block_of_the_numerator():
+    labels = F.feature_names(["form"])
+    jig = bars([[60, 62, 64, 65, 67, 69]] * 4, numerator=6, denominator=8)
+    values = one(jig, "form_by_metre").reshape(len(F.FORM_METRE_NUMERATORS), len(labels))
+    k = F.FORM_METRE_NUMERATORS.index(6)
+    np.testing.assert_allclose(values[k], one(jig, "form"))
+    assert not np.delete(values, k, axis=0).any()
+    five = bars([[60, 62, 64, 65, 67]] * 4, numerator=5, denominator=4)
+    assert not one(five, "form_by_metre").any()          # no block for 5/4
+    assert F.feature_names(["form_by_metre"])[0] == "form_by_metre:num_2:bars_log"
+
+
 def test_standardizer_roots_and_shares_the_scale_of_hashed_groups():
     rng = np.random.default_rng(0)
     dense = rng.normal(3.0, 2.0, size=(200, 2))
