@@ -28,7 +28,16 @@ measures, always with stratified k-fold cross-validation **by tune**:
    at the same folds: read its gain with that in mind. (The form groups were
    found the same way, on ``seed`` 0, and then checked on seeds 1 and 2, whose
    German subsample and folds differ: +1.0 and +1.0 points there.)
-5. Generalisation to sub-collections never trained on: for each family of
+5. ``improved_trees`` (and ``deduplicated_trees``), only with ``with_trees``:
+   the improved logistic regression's out-of-fold probabilities (with the raw
+   columns when ``with_raw``) mixed with those of gradient-boosted trees
+   (scikit-learn's ``HistGradientBoostingClassifier``, class-balanced) fitted
+   on the same folds to the dense, paragraph and form columns:
+   ``log p = w log p_logreg + (1 - w) log p_trees``, ``w = TREE_MIX``. The
+   trees see interactions that a linear model cannot (a repeated strain
+   means one thing in a reel, another in a song). ``w`` and the trees'
+   settings were chosen on ``seed`` 0's folds and checked on ``seed`` 1's.
+6. Generalisation to sub-collections never trained on: for each family of
    Essen German subsets (``altdeu``, ``ballad``, ...), a five-style model
    trained without that family scores *all* its tunes (share called German);
    and a five-style model whose Irish tunes are O'Neill's only scores Essen's
@@ -86,6 +95,66 @@ def _recall(confusion, styles) -> dict[str, float]:
     return {s: float(cm[i, i] / max(cm[i].sum(), 1)) for i, s in enumerate(styles)}
 
 
+#: The logistic regression's weight in the ``*_trees`` protocols' log-probability mixture.
+TREE_MIX = 0.8
+#: Settings of the gradient-boosted trees of the ``*_trees`` protocols.
+TREE_SETTINGS = {"max_iter": 200, "learning_rate": 0.1, "max_leaf_nodes": 31, "l2_regularization": 1.0}
+
+
+def tree_columns(names: Sequence[str]) -> np.ndarray:
+    """The columns the trees see: processed, not hashed, not ``form_by_metre`` (trees find such interactions)."""
+    from labkit import features as F
+
+    hashed = {int(i) for cols in F.hashed_columns(names).values() for i in cols}
+    return np.array([i for i, name in enumerate(names) if i not in hashed and not name.startswith(("raw:", "form_by_metre:"))],
+                    dtype=np.int64)
+
+
+def mix_with_trees(X, y, names, logreg: dict, num_classes: int, *, seed: int = 0, mix: float = TREE_MIX) -> dict:
+    """Mix a cross-validation result's out-of-fold probabilities with boosted trees' on the same folds.
+
+    Args:
+        X, y, names: the feature matrix, labels and column names the logistic
+            regression was cross-validated on.
+        logreg: the result of :func:`labkit.style.cross_validate` (its ``proba``
+            and ``fold`` are used).
+        mix: the logistic regression's weight ``w`` in
+            ``log p = w log p_logreg + (1 - w) log p_trees``.
+
+    Returns:
+        a dict shaped like :func:`labkit.style.cross_validate`'s (``l2`` is the
+        logistic regression's; ``seconds`` adds the trees' fitting time).
+
+    Raises:
+        ConfigError: scikit-learn is not installed.
+    """
+    from labkit import style as S
+
+    try:
+        from sklearn.ensemble import HistGradientBoostingClassifier
+    except ImportError as err:  # pragma: no cover - scikit-learn is a dev dependency
+        raise ConfigError("the trees protocols need scikit-learn: pip install scikit-learn") from err
+    X, y = np.asarray(X), np.asarray(y)
+    cols, fold = tree_columns(names), np.asarray(logreg["fold"])
+    weight = len(y) / (num_classes * np.maximum(np.bincount(y, minlength=num_classes), 1))
+    trees = np.full((len(y), num_classes), 1e-9)
+    t = time.perf_counter()
+    for f in range(int(fold.max()) + 1):
+        tr, te = fold != f, fold == f
+        model = HistGradientBoostingClassifier(random_state=seed, **TREE_SETTINGS)
+        model.fit(X[tr][:, cols], y[tr], sample_weight=weight[y[tr]])
+        trees[np.ix_(te, model.classes_)] = model.predict_proba(X[te][:, cols])
+    log_p = mix * np.log(np.asarray(logreg["proba"]) + 1e-9) + (1 - mix) * np.log(trees + 1e-9)
+    proba = np.exp(log_p - log_p.max(1, keepdims=True))
+    proba /= proba.sum(1, keepdims=True)
+    pred = proba.argmax(1)
+    scores = [S.balanced_accuracy(y[fold == f], pred[fold == f], num_classes) for f in range(int(fold.max()) + 1)]
+    return {"balanced_accuracy": float(np.mean(scores)), "balanced_accuracy_std": float(np.std(scores)),
+            "fold_balanced_accuracy": np.asarray(scores), "accuracy": float(np.mean(pred == y)),
+            "confusion": S.confusion_matrix(y, pred, num_classes), "proba": proba, "fold": fold,
+            "l2": logreg["l2"], "seconds": logreg["seconds"] + time.perf_counter() - t}
+
+
 def _cv_figures(result, styles) -> dict:
     return {"balanced_accuracy": result["balanced_accuracy"], "balanced_accuracy_std": result["balanced_accuracy_std"],
             "fold_balanced_accuracy": [float(v) for v in result["fold_balanced_accuracy"]],
@@ -97,8 +166,8 @@ def _cv_figures(result, styles) -> dict:
 def run_experiment(styles: Sequence[str] = FIVE_STYLES, *, max_per_style: int | None = 2000, folds: int = 5,
                    seed: int = 0, ngram_dims: int = 256, l2_grid: Sequence[float] | None = None, inner_k: int = 3,
                    steps: int = 200, basic_l2: float = 0.03, general_l2: float | None = None,
-                   dedup: bool = True, generalisation: bool = True, with_raw: bool = False, root=None,
-                   log: Callable[[str], None] | None = print) -> dict:
+                   dedup: bool = True, generalisation: bool = True, with_raw: bool = False,
+                   with_trees: bool = False, root=None, log: Callable[[str], None] | None = print) -> dict:
     """Run the five-style and generalisation experiments and return every figure.
 
     Args:
@@ -116,6 +185,9 @@ def run_experiment(styles: Sequence[str] = FIVE_STYLES, *, max_per_style: int | 
             :data:`labkit.style_cli.DEFAULT_L2`).
         dedup, generalisation: run those parts.
         with_raw: also the ``improved_raw`` protocol (and ``deduplicated_raw`` with ``dedup``).
+        with_trees: also ``improved_trees`` (and ``deduplicated_trees``): the last
+            improved logistic regression mixed with boosted trees (:func:`mix_with_trees`;
+            needs scikit-learn).
         log: called with one line of progress at a time (``None``: silent).
 
     Returns:
@@ -146,7 +218,8 @@ def run_experiment(styles: Sequence[str] = FIVE_STYLES, *, max_per_style: int | 
     out: dict = {"styles": list(styles),
                  "settings": {"max_per_style": max_per_style, "folds": folds, "seed": seed, "ngram_dims": ngram_dims,
                               "l2_grid": list(l2_grid), "inner_k": inner_k, "steps": steps, "basic_l2": basic_l2,
-                              "general_l2": general_l2, "with_raw": bool(with_raw)}}
+                              "general_l2": general_l2, "with_raw": bool(with_raw),
+                              "with_trees": bool(with_trees), "tree_mix": TREE_MIX if with_trees else None}}
 
     t = time.perf_counter()
     melodies, rows = corpus_style_data(styles, max_per_style=max_per_style, seed=seed, root=root)
@@ -179,11 +252,17 @@ def run_experiment(styles: Sequence[str] = FIVE_STYLES, *, max_per_style: int | 
 
     C = len(styles)
     report("basic", S.cross_validate(Xb, y, k=folds, seed=seed, l2=basic_l2, steps=steps, num_classes=C))
-    report("improved", S.cross_validate(Xn, y, k=folds, seed=seed, l2=l2_grid, steps=steps, names=names_n,
-                                        inner_k=inner_k, num_classes=C))
+    last = S.cross_validate(Xn, y, k=folds, seed=seed, l2=l2_grid, steps=steps, names=names_n, inner_k=inner_k,
+                            num_classes=C)
+    report("improved", last)
+    X_last, names_last = Xn, names_n
     if with_raw:
-        report("improved_raw", S.cross_validate(Xnr, y, k=folds, seed=seed, l2=l2_grid, steps=steps, names=names_nr,
-                                                inner_k=inner_k, num_classes=C))
+        last = S.cross_validate(Xnr, y, k=folds, seed=seed, l2=l2_grid, steps=steps, names=names_nr,
+                                inner_k=inner_k, num_classes=C)
+        report("improved_raw", last)
+        X_last, names_last = Xnr, names_nr
+    if with_trees:
+        report("improved_trees", mix_with_trees(X_last, y, names_last, last, C, seed=seed))
 
     if dedup:
         t = time.perf_counter()
@@ -192,13 +271,17 @@ def run_experiment(styles: Sequence[str] = FIVE_STYLES, *, max_per_style: int | 
         say(f"cross-style near-duplicates removed: {int(dup.sum())} {out['duplicates']} "
             f"({time.perf_counter() - t:.0f} s)")
         keep = ~dup
-        report("deduplicated", S.cross_validate(Xn[keep], y[keep], k=folds, seed=seed, l2=l2_grid, steps=steps,
-                                                names=names_n, inner_k=inner_k, num_classes=C))
+        last = S.cross_validate(Xn[keep], y[keep], k=folds, seed=seed, l2=l2_grid, steps=steps, names=names_n,
+                                inner_k=inner_k, num_classes=C)
+        report("deduplicated", last)
         report("basic_deduplicated", S.cross_validate(Xb[keep], y[keep], k=folds, seed=seed, l2=basic_l2,
                                                       steps=steps, num_classes=C))
         if with_raw:
-            report("deduplicated_raw", S.cross_validate(Xnr[keep], y[keep], k=folds, seed=seed, l2=l2_grid,
-                                                        steps=steps, names=names_nr, inner_k=inner_k, num_classes=C))
+            last = S.cross_validate(Xnr[keep], y[keep], k=folds, seed=seed, l2=l2_grid, steps=steps,
+                                    names=names_nr, inner_k=inner_k, num_classes=C)
+            report("deduplicated_raw", last)
+        if with_trees:
+            report("deduplicated_trees", mix_with_trees(X_last[keep], y[keep], names_last, last, C, seed=seed))
 
     if generalisation and "german" in styles:
         out["generalisation"] = _generalisation(melodies, rows, labels, styles, (Xb, names_b, basic_l2),

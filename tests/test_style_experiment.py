@@ -8,7 +8,8 @@ from labkit.cli import main
 from labkit.errors import ConfigError
 from labkit import features as F
 from labkit.features import hashed_columns
-from labkit.style_experiment import cross_style_duplicates, run_experiment
+from labkit import style as S
+from labkit.style_experiment import cross_style_duplicates, mix_with_trees, run_experiment, tree_columns
 
 
 def test_cross_style_duplicates_marks_only_tunes_shared_across_styles():
@@ -31,7 +32,7 @@ def test_experiment_command_runs_every_protocol(tmp_path, capsys):
     out = tmp_path / "figures.json"
     status = main(["style", "experiment", "--styles", "chinese", "german", "irish", "--max-per-style", "15",
                    "--folds", "2", "--l2-grid", "0.1", "1", "--steps", "20", "--no-generalisation", "--with-raw",
-                   "--json", str(out)])
+                   "--with-trees", "--json", str(out)])
     assert status == 0
     text = capsys.readouterr().out
     figures = json.loads(out.read_text())
@@ -40,7 +41,8 @@ def test_experiment_command_runs_every_protocol(tmp_path, capsys):
     # the raw variant's columns beside the processed ones, without a second copy of the form groups
     form = sum(F.group_dims(g) for g in F.FORM_GROUPS)
     assert figures["features"]["improved_raw"] == 2 * figures["features"]["improved"] - form
-    for name in ("basic", "improved", "improved_raw", "deduplicated", "deduplicated_raw", "basic_deduplicated"):
+    for name in ("basic", "improved", "improved_raw", "improved_trees", "deduplicated", "deduplicated_raw",
+                 "deduplicated_trees", "basic_deduplicated"):
         result = figures[name]
         assert 0.0 <= result["balanced_accuracy"] <= 1.0, name
         grid = {0.03} if name.startswith("basic") else {0.1, 1.0}     # basic: the fixed L2; else nested choice
@@ -51,6 +53,27 @@ def test_experiment_command_runs_every_protocol(tmp_path, capsys):
     assert set(figures["duplicates"]) == set(figures["styles"])
     assert "generalisation" not in figures
     assert figures["basic"]["balanced_accuracy"] > 0.5            # three very different styles: far above chance
+
+
+def test_trees_see_the_processed_dense_and_form_columns_only():
+    names = ["interval:+1", "interval_ngram:0003", "phrase_mean:contour:up", "form:pickup",
+             "form_by_metre:num_2:pickup", "raw:interval:+1", "raw:interval_ngram:0003"]
+    assert tree_columns(names).tolist() == [0, 2, 3]
+
+
+def test_mix_with_trees_weighs_the_two_models():
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 30)
+    X = rng.normal(size=(90, 6)) + y[:, None] * np.array([1.5, 0, 0, 0, 0, 0])   # column 0 carries the style
+    names = [f"interval:{i}" for i in range(6)]
+    logreg = S.cross_validate(X, y, k=3, seed=0, l2=0.1, steps=50)
+    alone = mix_with_trees(X, y, names, logreg, 3, mix=1.0)            # all weight on the logistic regression
+    np.testing.assert_allclose(alone["proba"], logreg["proba"], atol=1e-6)
+    assert alone["balanced_accuracy"] == pytest.approx(logreg["balanced_accuracy"])
+    trees = mix_with_trees(X, y, names, logreg, 3, mix=0.0)            # all weight on the trees
+    assert not np.allclose(trees["proba"], logreg["proba"], atol=1e-3)
+    assert trees["balanced_accuracy"] > 0.6 and np.asarray(trees["confusion"]).sum() == 90
+    np.testing.assert_allclose(trees["proba"].sum(1), 1.0, atol=1e-6)
 
 
 def test_experiment_needs_two_styles():

@@ -117,6 +117,9 @@ def register(subparsers) -> None:
     exp.add_argument("--no-generalisation", action="store_true", help="skip the held-out sub-collections")
     exp.add_argument("--with-raw", action="store_true",
                      help="also cross-validate the improved features with the raw variant's columns beside them")
+    exp.add_argument("--with-trees", action="store_true",
+                     help="also mix the improved logistic regression with gradient-boosted trees "
+                          "(needs scikit-learn; see labkit.style_experiment.mix_with_trees)")
     exp.add_argument("--json", default=None, metavar="FILE", help="also write every figure to this JSON file")
     exp.set_defaults(func=run_experiment)
 
@@ -159,7 +162,7 @@ def run_experiment(args) -> int:
     figures = experiment(args.styles or FIVE_STYLES, max_per_style=args.max_per_style, folds=args.folds,
                          seed=args.seed, ngram_dims=args.ngram_dims, l2_grid=args.l2_grid, steps=args.steps,
                          dedup=not args.no_dedup, generalisation=not args.no_generalisation, with_raw=args.with_raw,
-                         log=lambda line: print(line, flush=True))
+                         with_trees=args.with_trees, log=lambda line: print(line, flush=True))
     if args.json:
         from pathlib import Path
 
