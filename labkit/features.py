@@ -519,8 +519,8 @@ def _repeated_fraction(keys) -> float:
     return repeats / max(len(keys), 1)
 
 
-def _form_row(melody) -> np.ndarray:
-    """The ``form`` columns of one melody (see ``_FORM_LABELS`` for their order).
+def _form_row(melody, end: int) -> np.ndarray:
+    """The ``form`` columns of one melody whose last note ends at step ``end`` (see ``_FORM_LABELS``).
 
     The step grid, up to the end of the last note, is cut into bars of the time
     signature's length, step 0 being the start of a bar. Two bars are the *same*
@@ -538,7 +538,7 @@ def _form_row(melody) -> np.ndarray:
         return row
     bar = int(round(spq * 4 * melody.numerator / max(melody.denominator, 1)))
     bar = bar if bar >= 1 else 4 * spq
-    n = int(melody.notes()[2][-1])                      # the tune ends where its last note ends
+    n = int(end)                                        # the tune ends where its last note ends
     nb = -(-n // bar)
     grid = np.full(nb * bar, NOTE_OFF, dtype=np.int64)
     grid[:n] = ev[:n]
@@ -574,9 +574,12 @@ def _form_row(melody) -> np.ndarray:
     return row
 
 
-def _form_features(melodies, groups) -> dict[str, np.ndarray]:
-    """The requested form groups of each melody: {group: float64 [len(melodies), dims]}."""
-    form = np.array([_form_row(m) for m in melodies]).reshape(len(melodies), len(_FORM_LABELS))
+def _form_features(melodies, notes, groups) -> dict[str, np.ndarray]:
+    """The requested form groups of each melody (``notes``: their ``Melody.notes()``): {group: float64 [n, dims]}."""
+    if not groups:
+        return {}
+    rows = [_form_row(m, e[-1] if len(e) else 0) for m, (_, _, e) in zip(melodies, notes)]
+    form = np.array(rows).reshape(len(melodies), len(_FORM_LABELS))
     out = {}
     if "form" in groups:
         out["form"] = form
@@ -633,7 +636,7 @@ def _features_chunk(melodies, variant: str, groups: tuple[str, ...], paragraph: 
     blocks = []
     dense = [g for g in groups if g in DENSE_GROUPS]
     feats = _dense_features(tunes, dense, variant)
-    feats.update(_form_features(prepared, [g for g in groups if g in FORM_GROUPS]))
+    feats.update(_form_features(prepared, notes, [g for g in groups if g in FORM_GROUPS]))
     for g in groups:
         if g in DENSE_GROUPS or g in FORM_GROUPS:
             blocks.append(feats[g])

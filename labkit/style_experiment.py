@@ -106,8 +106,8 @@ def tree_columns(names: Sequence[str]) -> np.ndarray:
     from labkit import features as F
 
     hashed = {int(i) for cols in F.hashed_columns(names).values() for i in cols}
-    return np.array([i for i, name in enumerate(names) if i not in hashed and not name.startswith(("raw:", "form_by_metre:"))],
-                    dtype=np.int64)
+    skip = ("raw:", "form_by_metre:")
+    return np.array([i for i, name in enumerate(names) if i not in hashed and not name.startswith(skip)], dtype=np.int64)
 
 
 def mix_with_trees(X, y, names, logreg: dict, num_classes: int, *, seed: int = 0, mix: float = TREE_MIX) -> dict:
