@@ -52,7 +52,9 @@ Two *variants*, after the source paper's "raw" and "processed" features:
 * ``"raw"``: absolute pitches, histograms and counters left as counts, no key
   normalisation. Long tunes have large values; the key shifts the pitch classes.
 * ``"processed"``: the melody is first transposed to a common key
-  (:func:`labkit.melody.normalize_key`); histograms and counters become
+  (:func:`labkit.melody.normalize_key`), and a tune notated in long note
+  values (halves and wholes, as in old sources) is re-read in short ones
+  (:func:`labkit.melody.normalize_note_values`); histograms and counters become
   frequencies (each histogram sums to 1), lengths go on a log scale. Before a
   model sees them, columns are standardised with the *training* split's mean
   and standard deviation (:class:`Standardizer`).
@@ -66,8 +68,9 @@ groups (the Hellinger transform of a frequency vector) and gives each hashed
 group one shared scale, the mean standard deviation of its columns.
 
 The two form groups are the same in both variants (they compare bars and
-positions, which neither the key nor counting changes), and are computed tune
-by tune from the melody's step grid rather than batched.
+positions, which neither the key nor counting changes; only the last note's
+length, in quarters, follows a re-read notation), and are computed tune by tune
+from the melody's step grid rather than batched.
 
 *Segment* ("paragraph") features: the melody is cut into phrases
 (:func:`labkit.melody.split_phrases`); every dense group is computed per phrase
@@ -110,7 +113,7 @@ FEATURE_GROUPS: tuple[str, ...] = (
 DENSE_GROUPS: tuple[str, ...] = FEATURE_GROUPS[:9]
 #: The hashed groups (``ngram_dims`` columns each).
 NGRAM_GROUPS: tuple[str, ...] = FEATURE_GROUPS[9:14]
-#: The groups that describe the whole tune's form (tune-level only, the same in both variants).
+#: The groups that describe the whole tune's form (tune-level only, nearly the same in both variants).
 FORM_GROUPS: tuple[str, ...] = FEATURE_GROUPS[14:]
 #: The feature set of the first course version (before the joint and metrical n-grams).
 BASIC_GROUPS: tuple[str, ...] = FEATURE_GROUPS[:11]
@@ -595,15 +598,15 @@ def _form_features(melodies, notes, groups) -> dict[str, np.ndarray]:
 # ----------------------------------------------------------------------------------
 
 def _prepare(melody, variant: str):
-    """The melody the features are computed on: key-normalised for ``processed``."""
+    """The melody the features are computed on: key- and note-value-normalised for ``processed``."""
     from labkit.melody import Melody
 
     if not isinstance(melody, Melody):
         raise EncodingError(f"expected a labkit.melody.Melody, got {type(melody).__name__}")
     if variant == "processed":
-        from labkit.melody import normalize_key  # lazy: melody.py grows in parallel
+        from labkit.melody import normalize_key, normalize_note_values  # lazy: melody.py grows in parallel
 
-        melody = normalize_key(melody)
+        melody = normalize_note_values(normalize_key(melody))
     return melody
 
 

@@ -756,6 +756,45 @@ def normalize_key(melody: Melody, *, use_signature: bool = True) -> Melody:
     return moved.replace(mode=mode)
 
 
+#: :func:`normalize_note_values` re-reads a melody whose median note is at least this many quarters...
+LONG_NOTATION_QUARTERS = 1.5
+#: ... so that its median note comes as close as a power of two allows to this many quarters (an eighth).
+COMMON_NOTE_QUARTERS = 0.5
+
+
+def normalize_note_values(melody: Melody) -> Melody:
+    """The melody re-read in short note values when it is notated in long ones.
+
+    Old sources and their editions often write a tune in half and whole notes
+    (4/2, 3/1: most of Essen's ``altdeu`` songs) that a modern edition writes
+    in quarters and eighths. The notation changes every duration measured in
+    quarters without changing the music. When the median note is at least
+    :data:`LONG_NOTATION_QUARTERS` long, this divides every note value by the
+    power of two ``2**k`` that brings the median nearest to
+    :data:`COMMON_NOTE_QUARTERS` (the median note of most tunes of the corpus):
+    ``steps_per_quarter`` and the time signature's denominator are multiplied
+    by ``2**k`` and ``qpm`` divided by it, so the steps, the bars and the sound
+    are unchanged. Other melodies are returned as they are. (Only long notations
+    are re-read: a chorale in quarters and a reel in eighths keep their values.)
+
+    >>> halves = Melody.from_notes([67, 69, 71], [0, 8, 16], [8, 16, 24], numerator=3, denominator=2)
+    >>> m = normalize_note_values(halves)
+    >>> m.steps_per_quarter, f"{m.numerator}/{m.denominator}", (m.num_steps, halves.num_steps)
+    (16, '3/8', (25, 25))
+
+    Notebook: 06_style_features.ipynb
+    """
+    _, start, end = melody.notes()
+    if not len(start):
+        return melody
+    median = float(np.median(end - start)) / max(int(melody.steps_per_quarter), 1)
+    if median < LONG_NOTATION_QUARTERS:
+        return melody
+    k = max(int(np.rint(np.log2(median / COMMON_NOTE_QUARTERS))), 0)
+    return melody.replace(steps_per_quarter=melody.steps_per_quarter << k, denominator=melody.denominator << k,
+                          qpm=melody.qpm / 2 ** k)
+
+
 # --- phrases --------------------------------------------------------------------------
 
 def split_phrases(melody: Melody, *, max_rest_quarters: float = 0.5, long_note_quarters: float | None = None,

@@ -59,6 +59,24 @@ def test_processed_features_do_not_depend_on_the_key():
     assert not np.array_equal(one(g_major, "pitch_class", "raw"), one(scale(), "pitch_class", "raw"))
 
 
+def test_processed_features_do_not_depend_on_a_long_notation():
+    # the same tune written in 4/8 eighths and in 4/2 half notes (note values x4, with two bars of
+    # 8 notes and a dotted rhythm): the processed features agree, the raw durations do not
+    pitches = [60, 62, 64, 65, 67, 65, 64, 62, 60, 64, 67, 72, 67, 64, 62, 60]
+    eighths = [2, 2, 2, 2, 3, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 4]
+    def tune(unit, denominator):
+        ends = np.cumsum(eighths) * unit
+        return Melody.from_notes(pitches, ends - np.array(eighths) * unit, ends, num_steps=ends[-1] + unit,
+                                 numerator=4, denominator=denominator)
+    modern, old = tune(1, 8), tune(4, 2)
+    np.testing.assert_allclose(F.melody_features(old, "processed")["duration"],
+                               F.melody_features(modern, "processed")["duration"])
+    X, _ = F.feature_matrix([modern, old], "processed", paragraph=True, ngram_dims=64)
+    np.testing.assert_allclose(X[1], X[0], atol=1e-6)
+    raw = F.melody_features(old, "raw")["duration"], F.melody_features(modern, "raw")["duration"]
+    assert not np.array_equal(*raw)
+
+
 def test_scale_degree_uses_the_key_and_the_final_note():
     # G major melody ending on its tonic G: degree 0 is G
     m = Melody.from_notes([67, 71, 74, 67], [0, 4, 8, 12], [4, 8, 12, 20], key=7)

@@ -8,7 +8,7 @@ from labkit.errors import (ConfigError, EncodingError, LabkitError, MidiValueErr
                            NoNotesError)
 from labkit.melody import (KRUMHANSL_MAJOR, NO_EVENT, NOTE_OFF, Melody, _note_table, estimate_key,
                            extract_melodies, key_correlations, key_shift, melody_to_sequence,
-                           normalize_key, quantize, split_phrases, transpose, tune_melody)
+                           normalize_key, normalize_note_values, quantize, split_phrases, transpose, tune_melody)
 
 MAJOR_SCALE = [0, 2, 4, 5, 7, 9, 11]
 HARMONIC_MINOR = [0, 2, 3, 5, 7, 8, 11]
@@ -382,6 +382,30 @@ def test_normalize_key_by_signature_or_estimate():
     # near the top of the range: +5 would leave 0..127, so the melody goes down 7 instead
     top = Melody.from_notes([124, 126], [0, 1], [1, 2], key=7)
     assert normalize_key(top).pitches.tolist() == [117, 119]
+
+
+def test_normalize_note_values_rereads_only_long_notations():
+    # a 4/2 tune in half notes (8 steps at 4 per quarter), with one whole note: median 2 quarters
+    halves = Melody.from_notes([67, 69, 71, 72, 74], [0, 8, 16, 24, 32], [8, 16, 24, 32, 48],
+                               numerator=4, denominator=2, qpm=100.0)
+    m = normalize_note_values(halves)
+    assert (m.steps_per_quarter, m.numerator, m.denominator, m.qpm) == (16, 4, 8, 25.0)
+    assert np.array_equal(m.events, halves.events)           # the same steps: nothing is lost
+    _, s, e = m.notes()
+    assert np.median((e - s) / m.steps_per_quarter) == 0.5   # halves read as eighths
+    # seconds per step are unchanged (steps_per_quarter and qpm move together)
+    assert 60 / (m.qpm * m.steps_per_quarter) == 60 / (halves.qpm * halves.steps_per_quarter)
+    # 3/1 in whole notes (16 steps): divided by 8, to eighths in 3/8
+    wholes = Melody.from_notes([60, 62, 64], [0, 16, 32], [16, 32, 48], numerator=3, denominator=1)
+    w = normalize_note_values(wholes)
+    assert (w.steps_per_quarter, w.denominator) == (32, 8)
+    # a chorale in quarters, a tune in dotted eighths and a reel in eighths keep their values
+    for steps in (4, 3, 2):
+        tune = Melody.from_notes([60, 62, 64, 65], [0, steps, 2 * steps, 3 * steps],
+                                 [steps, 2 * steps, 3 * steps, 4 * steps])
+        assert normalize_note_values(tune) is tune
+    empty = Melody(np.zeros(0, np.int32))
+    assert normalize_note_values(empty) is empty
 
 
 # --- phrases ----------------------------------------------------------------------------
