@@ -120,16 +120,24 @@ def style_stage(report, generated_dir: str | os.PathLike, *, target: str | None 
     figure.savefig(path, dpi=110)
     report.add(f"![style axis]({image})", "")
 
+    from labkit.style import TYPICAL_FLOOR
+
     rows = []
     for r in generated:
         name = Path(r["path"]).name
         if "error" in r:
-            rows.append([f"`{name}`", "-", "-", f"not scored: {r['error']}"])
+            rows.append([f"`{name}`", "-", "-", f"not scored: {r['error']}", "-"])
             continue
         top = sorted(r["probabilities"].items(), key=lambda kv: -kv[1])[:3]
-        rows.append([f"`{name}`", r["style"], f"{r['index']:.3f}", ", ".join(f"{s} {p:.2f}" for s, p in top)])
-    report.table(["generated melody", "most likely style", f"index P({target})", "top probabilities"], rows)
-    report.add("")
+        typical = "-" if "typicality" not in r else (
+            f"{r['typicality']:.3f}" + (" (unlike every style)" if r["typicality"] < TYPICAL_FLOOR else ""))
+        rows.append([f"`{name}`", r["style"], f"{r['index']:.3f}", ", ".join(f"{s} {p:.2f}" for s, p in top),
+                     typical])
+    report.table(["generated melody", "most likely style", f"index P({target})", "top probabilities",
+                  "typicality"], rows)
+    report.add("", "Typicality: the share of the model's training tunes that are less like its styles than this "
+               f"melody (below {TYPICAL_FLOOR}, the melody is unlike every style the model knows and its style "
+               "means little; see `labkit.style.Typicality`).", "")
     summary = []
     for style in model.styles:
         values = np.asarray(real[style])

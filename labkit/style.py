@@ -920,6 +920,102 @@ def _fit_member(X, y, C, *, l2, steps, class_weight, X_val=None, y_val=None, nam
     return scaler, params, temperature
 
 
+#: A tune less typical than this share of the training tunes is "unlike every style the model knows".
+TYPICAL_FLOOR = 0.01
+#: Added to each column's variance within a style (in standardised units) in :class:`Typicality`.
+TYPICALITY_VARIANCE_FLOOR = 0.1
+
+
+@dataclass
+class Typicality:
+    """How typical a tune is of the tunes a style model learned from.
+
+    A style model puts every tune into one of its styles, a string quartet too.
+    This says whether it should be believed. Each style is summarised by the
+    mean and variance of every dense (not hashed) standardised column over its
+    training tunes; a tune's *statistic* is its smallest mean negative
+    log-likelihood under these per-style diagonal Gaussians,
+    ``min_c mean_j ((z_j - m_cj)^2 / v_cj + log v_cj)`` with
+    ``v_cj`` = variance + :data:`TYPICALITY_VARIANCE_FLOOR`. Its *typicality*
+    is the share of the training tunes whose statistic is at least as large:
+    about uniform on tunes like the training tunes, near 0 for a tune unlike
+    all of them. Below :data:`TYPICAL_FLOOR` (less typical than 99% of the
+    training tunes), ``style score`` says the tune is unlike every style the
+    model knows.
+
+    Attributes:
+        mean, var: ``[C, k]``, per style, over the ``k`` dense columns.
+        reference: ``[n]`` the training tunes' statistics, sorted (cross-fitted, see :meth:`fit`).
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> Z, y = rng.normal(size=(400, 3)), np.repeat([0, 1], 200)
+        >>> names = ["interval:+1", "interval:+2", "register:min"]
+        >>> t = Typicality.fit(Z, y, names, 2)
+        >>> bool(t(Z, names).mean() > 0.4), float(t(np.full((1, 3), 8.0), names)[0])
+        (True, 0.0)
+
+    Notebook: 07_style_index.ipynb
+    """
+
+    mean: np.ndarray
+    var: np.ndarray
+    reference: np.ndarray
+
+    @staticmethod
+    def columns(names: Sequence[str]) -> np.ndarray:
+        """The dense columns (every one that no hashed n-gram group owns)."""
+        from labkit.features import hashed_columns
+
+        hashed = np.zeros(len(names), dtype=bool)
+        for cols in hashed_columns(names).values():
+            hashed[cols] = True
+        return np.flatnonzero(~hashed)
+
+    @classmethod
+    def fit(cls, Z, y, names: Sequence[str], num_classes: int, folds: int = 5) -> "Typicality":
+        """Summarise standardised training features ``Z [n, d]`` with labels ``y`` (0..C-1).
+
+        The reference statistics are cross-fitted: each training tune's comes from
+        the means and variances of the other ``folds - 1`` folds (stratified), so
+        that it is measured like a new tune's. (Measured on the tunes that made
+        the means, it would be smaller, and new tunes of the same styles would
+        look less typical than they are: with 30 tunes per style, 15% of new
+        ones fell below :data:`TYPICAL_FLOOR`.)
+        """
+        Z = np.asarray(Z, np.float64)[:, cls.columns(names)]
+        y = np.asarray(y)
+        reference = np.zeros(len(y))
+        k = max(2, min(folds, int(np.bincount(y, minlength=num_classes).max())))
+        for train, held in stratified_kfold(y, k, seed=0):
+            reference[held] = cls._summary(Z[train], y[train], num_classes)._statistic(Z[held])
+        t = cls._summary(Z, y, num_classes)
+        t.reference = np.sort(reference).astype(np.float32)
+        return t
+
+    @classmethod
+    def _summary(cls, Zk, y, num_classes: int) -> "Typicality":
+        """Means and floored variances per style of dense columns ``Zk`` (no reference yet)."""
+        mean = np.stack([Zk[y == c].mean(0) if (y == c).any() else np.zeros(Zk.shape[1]) for c in range(num_classes)])
+        var = np.stack([Zk[y == c].var(0) if (y == c).any() else np.ones(Zk.shape[1]) for c in range(num_classes)])
+        return cls(mean.astype(np.float32), (var + TYPICALITY_VARIANCE_FLOOR).astype(np.float32), np.zeros(1))
+
+    def _statistic(self, Zk) -> np.ndarray:
+        mean, var = self.mean.astype(np.float64), self.var.astype(np.float64)
+        nll = [(((Zk - mean[c]) ** 2) / var[c] + np.log(var[c])).mean(1) for c in range(len(mean))]
+        return np.min(nll, axis=0)
+
+    def statistic(self, Z, names: Sequence[str]) -> np.ndarray:
+        """The statistic ``[n]`` of standardised features ``Z [n, d]`` (larger: less typical)."""
+        return self._statistic(np.asarray(Z, np.float64)[:, self.columns(names)])
+
+    def __call__(self, Z, names: Sequence[str]) -> np.ndarray:
+        """Typicality ``[n]`` in [0, 1] of standardised features ``Z [n, d]`` whose columns are ``names``."""
+        stat = self.statistic(Z, names).astype(np.float32)
+        # the share of the training tunes whose statistic is at least this one's
+        return (len(self.reference) - np.searchsorted(self.reference, stat, side="left")) / len(self.reference)
+
+
 @dataclass
 class StyleModel:
     """A trained style classifier: feature settings, standardizer, weights and temperature.
@@ -933,6 +1029,7 @@ class StyleModel:
         params: ``{"w": float32 [d, C], "b": float32 [C]}``.
         temperature: ``T`` of :func:`calibrate` (1.0 when not calibrated).
         l2: the penalty it was trained with.
+        typical: its :class:`Typicality` (``None`` in models saved before it existed).
 
     Example:
         >>> from labkit.melody import Melody
@@ -955,6 +1052,7 @@ class StyleModel:
     params: dict[str, np.ndarray]
     temperature: float = 1.0
     l2: float = 1e-3
+    typical: Typicality | None = None
 
     # --- training -----------------------------------------------------------------
     @classmethod
@@ -1003,8 +1101,9 @@ class StyleModel:
         else:
             scaler, params, temperature = _fit_member(X, y, len(styles), l2=l2, steps=steps,
                                                       class_weight=class_weight, names=names)
+        typical = Typicality.fit(scaler.transform(X), y, names, len(styles))
         return cls(styles, variant, groups, bool(paragraph), int(ngram_dims), list(names), scaler, params,
-                   float(temperature), float(l2))
+                   float(temperature), float(l2), typical)
 
     # --- prediction ---------------------------------------------------------------
     def features(self, melodies, jobs: int = 1) -> np.ndarray:
@@ -1039,6 +1138,19 @@ class StyleModel:
         """
         return self.predict_proba(melodies)[:, self._style_column(target)]
 
+    def typicality_from_features(self, X) -> np.ndarray:
+        """How typical each feature-matrix row is of the training tunes: ``[n]`` in [0, 1] (:class:`Typicality`)."""
+        if self.typical is None:
+            raise ConfigError("this style model was saved without typicality figures: train it again")
+        return self.typical(self.standardizer.transform(X), self.names)
+
+    def typicality(self, melodies) -> np.ndarray:
+        """How typical each melody is of the tunes the model learned from (see :class:`Typicality`).
+
+        Notebook: 07_style_index.ipynb
+        """
+        return self.typicality_from_features(self.features(melodies))
+
     def _style_column(self, target: str) -> int:
         if target not in self.styles:
             raise ConfigError(f"target style {target!r} is not one of {self.styles}")
@@ -1051,17 +1163,24 @@ class StyleModel:
                 "l2": self.l2, "num_features": len(self.names)}
 
     def _arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
+        typical = {} if self.typical is None else {
+            f"{prefix}typical_mean": self.typical.mean, f"{prefix}typical_var": self.typical.var,
+            f"{prefix}typical_reference": self.typical.reference}
         return {f"{prefix}w": self.params["w"], f"{prefix}b": self.params["b"],
-                **_scaler_arrays(self.standardizer, prefix)}
+                **_scaler_arrays(self.standardizer, prefix), **typical}
 
     @classmethod
     def _from_parts(cls, config: dict, arrays, prefix: str, names: list[str], where) -> "StyleModel":
         try:
             params = {"w": np.asarray(arrays[f"{prefix}w"], np.float32), "b": np.asarray(arrays[f"{prefix}b"], np.float32)}
             scaler = _scaler_from_arrays(arrays, prefix)
+            typical = None
+            if f"{prefix}typical_mean" in arrays:      # models saved before typicality existed have none
+                typical = Typicality(*(np.asarray(arrays[f"{prefix}typical_{part}"], np.float32)
+                                       for part in ("mean", "var", "reference")))
             model = cls(tuple(config["styles"]), config["variant"], tuple(config["groups"]), bool(config["paragraph"]),
                         int(config["ngram_dims"]), names, scaler, params, float(config["temperature"]),
-                        float(config["l2"]))
+                        float(config["l2"]), typical)
         except KeyError as err:
             raise CheckpointError(f"missing entry {err.args[0]!r}", where) from None
         d, C = model.params["w"].shape
@@ -1069,6 +1188,10 @@ class StyleModel:
                 or model.standardizer.mean.shape != (d,) or model.standardizer.scale.shape != (d,)):
             raise CheckpointError(f"array shapes do not match {len(names)} features and {len(model.styles)} styles",
                                   where)
+        t = model.typical
+        if t is not None and (t.mean.shape != t.var.shape or t.mean.shape != (C, len(Typicality.columns(names)))
+                              or t.reference.ndim != 1 or len(t.reference) < 1):
+            raise CheckpointError("typicality arrays do not match the features and styles", where)
         return model
 
     def save(self, directory) -> Path:

@@ -262,8 +262,13 @@ def default_target(styles: Sequence[str]) -> str:
     return DEFAULT_TARGET if DEFAULT_TARGET in styles else str(styles[0])
 
 
-def _model_proba(model, melodies) -> np.ndarray:
-    return np.asarray(model.predict_proba(melodies), dtype=np.float64)
+def _model_proba(model, melodies) -> tuple[np.ndarray, np.ndarray | None]:
+    """Style probabilities ``[n, C]`` and, where the model keeps its figures, typicality ``[n]`` (else ``None``)."""
+    if getattr(model, "typical", None) is None:
+        return np.asarray(model.predict_proba(melodies), dtype=np.float64), None
+    X = model.features(melodies)          # computed once for both
+    return (np.asarray(model.proba_from_features(X), dtype=np.float64),
+            np.asarray(model.typicality_from_features(X), dtype=np.float64))
 
 
 # ----------------------------------------------------------------------------------
@@ -296,11 +301,15 @@ def find_midi_files(paths: Iterable[str | os.PathLike]) -> list[tuple[str, str |
 
 
 def score_melodies(model, melodies: Sequence[Melody], target: str | None = None) -> list[dict]:
-    """Style probabilities of melodies: one ``{"path", "style", "index", "probabilities"}`` each.
+    """Style probabilities of melodies: one ``{"path", "style", "index", "probabilities", "typicality"}`` each.
 
     ``path`` is the melody's ``source``; ``style`` the most probable style;
     ``probabilities`` ``{style: p}`` (floats summing to 1, in the model's style
-    order); ``index`` the probability of ``target`` (default :func:`default_target`).
+    order); ``index`` the probability of ``target`` (default :func:`default_target`);
+    ``typicality`` how typical the melody is of the model's training tunes
+    (:class:`labkit.style.Typicality`; below :data:`labkit.style.TYPICAL_FLOOR`
+    it is unlike every style the model knows, and its style means little).
+    Models saved without typicality figures give no ``typicality``.
 
     Notebook: 07_style_index.ipynb
     """
@@ -309,13 +318,14 @@ def score_melodies(model, melodies: Sequence[Melody], target: str | None = None)
         raise ConfigError(f"target style {target!r} is not one of the model's styles: {', '.join(model.styles)}")
     if not len(melodies):
         return []
-    proba = _model_proba(model, list(melodies))
-    column = list(model.styles).index(target)
+    proba, typical = _model_proba(model, list(melodies))
     out = []
-    for melody, p in zip(melodies, proba):
+    for i, (melody, p) in enumerate(zip(melodies, proba)):
         probabilities = {s: float(v) for s, v in zip(model.styles, p)}
         out.append({"path": melody.source, "style": model.styles[int(np.argmax(p))],
                     "index": probabilities[target], "probabilities": probabilities})
+        if typical is not None:
+            out[-1]["typicality"] = float(typical[i])
     return out
 
 
@@ -375,11 +385,21 @@ def format_record(record: dict, target: str) -> str:
     'a.mid: irish  index(irish)=0.750  german 0.250, irish 0.750'
     >>> format_record({"path": "b.mid", "error": "not a MIDI file"}, "irish")
     'b.mid: error: not a MIDI file'
+    >>> format_record({"path": "c.mid", "style": "german", "index": 0.1, "typicality": 0.004,
+    ...                "probabilities": {"german": 0.9, "irish": 0.1}}, "irish")
+    'c.mid: german  index(irish)=0.100  german 0.900, irish 0.100  typicality 0.004 (unlike every style it knows)'
     """
+    from labkit.style import TYPICAL_FLOOR
+
     if "error" in record:
         return f"{record['path']}: error: {record['error']}"
     probs = ", ".join(f"{s} {p:.3f}" for s, p in record["probabilities"].items())
-    return f"{record['path']}: {record['style']}  index({target})={record['index']:.3f}  {probs}"
+    line = f"{record['path']}: {record['style']}  index({target})={record['index']:.3f}  {probs}"
+    if "typicality" in record:
+        line += f"  typicality {record['typicality']:.3f}"
+        if record["typicality"] < TYPICAL_FLOOR:
+            line += " (unlike every style it knows)"
+    return line
 
 
 # ----------------------------------------------------------------------------------
@@ -508,6 +528,10 @@ def train_style_model(out: str | os.PathLike, styles: Sequence[str] | None = Non
         test = _figures(y[test_rows], model.proba_from_features(X[test_rows]), styles)
         say(f"test split ({test['tunes']} tunes): balanced accuracy {test['balanced_accuracy']:.4f}, "
             f"accuracy {test['accuracy']:.4f}, ECE {test['ece']:.3f}")
+        if getattr(model, "typical", None) is not None:
+            # tunes of the model's own styles that it would call unlike every style: its false alarms
+            test["below_typical_floor"] = float(np.mean(model.typicality_from_features(X[test_rows]) < S.TYPICAL_FLOOR))
+            say(f"test split tunes with typicality below {S.TYPICAL_FLOOR}: {test['below_typical_floor']:.1%}")
     counts = {split: {s: int(((rows["split"] == split) & (rows["style"] == s)).sum()) for s in styles}
               for split in ("train", "valid", "test")}
     figures = {

@@ -41,7 +41,10 @@ measures, always with stratified k-fold cross-validation **by tune**:
    Essen German subsets (``altdeu``, ``ballad``, ...), a five-style model
    trained without that family scores *all* its tunes (share called German);
    and a five-style model whose Irish tunes are O'Neill's only scores Essen's
-   62 Irish songs (share called Irish). Both with the basic and the improved
+   62 Irish songs (share called Irish); and, for each of the three parts of
+   O'Neill's book (:data:`ONEILL_SECTIONS`: airs, O'Carolan's tunes, dance
+   tunes), a model whose Irish tunes are O'Neill's other two parts scores
+   that part and Essen's Irish songs. All with the basic and the improved
    settings (the improved ones with the fixed L2 ``general_l2``), and, as
    ``pair``, the same held-out tunes scored by an Irish-against-German model
    (improved settings; the first target's model).
@@ -61,6 +64,28 @@ from labkit.errors import ConfigError
 
 #: The five styles of the five-style target.
 FIVE_STYLES: tuple[str, ...] = ("chinese", "chorale", "fiddle", "german", "irish")
+
+#: The three parts of O'Neill's *Music of Ireland* (1903), by tune number, inclusive: songs and slow
+#: airs; Turlough O'Carolan's harp tunes (the planxties); the dance tunes (jigs, reels, hornpipes,
+#: long dances) and marches. The corpus's source files are cut at the same numbers (0550-0625.abc,
+#: 0626-0700.abc, 0701-0720.abc).
+ONEILL_SECTIONS: dict[str, tuple[int, int]] = {"airs": (1, 625), "carolan": (626, 700), "dances": (701, 1850)}
+
+
+def oneill_section(tune_ids) -> np.ndarray:
+    """The part of O'Neill's book (:data:`ONEILL_SECTIONS`) of each tune id; ``""`` for other collections.
+
+    >>> oneill_section(["oneills-0012", "oneills-0650", "oneills-1201", "essen-kinder0-0001"]).tolist()
+    ['airs', 'carolan', 'dances', '']
+    """
+    out = []
+    for tune_id in tune_ids:
+        collection, _, number = str(tune_id).partition("-")
+        name = ""
+        if collection == "oneills" and number.isdigit():
+            name = next((sec for sec, (lo, hi) in ONEILL_SECTIONS.items() if lo <= int(number) <= hi), "")
+        out.append(name)
+    return np.array(out, dtype=object)
 
 
 def cross_style_duplicates(melodies, labels) -> np.ndarray:
@@ -351,6 +376,27 @@ def _generalisation(melodies, rows, labels, styles, basic, improved, ngram_dims,
         out["essen_irish"] = entry
         say(f"  Essen's Irish songs, Irish learned from O'Neill only ({entry['tunes']} tunes): called Irish "
             f"{shares(entry)}; improved calls them {entry['improved_called']}")
+        # Each part of O'Neill's book held out in turn (Essen's Irish songs never train): does a style model
+        # that learned Irish from dance tunes know an Irish air, and the other way round?
+        oneills, oneill_rows = corpus_style_data(["irish"], collections=["oneills"], root=root)
+        section_all, section = oneill_section(oneill_rows["id"]), oneill_section(rows["id"])
+        out["oneill_sections"] = {}
+        for sec in ONEILL_SECTIONS:
+            test = [oneills[i] for i in np.flatnonzero(section_all == sec)]
+            if len(test) < 5:
+                continue
+            held = train & (section != sec)
+            entry = {"tunes": len(test), "trained_without": int((section == sec).sum()), "essen_irish": {}}
+            for name in settings:
+                pred = called(name, held, test + essen_irish, f"oneills {sec} + essen irish")
+                entry[name + "_called"] = {s: int((pred[:len(test)] == s).sum()) for s in styles}
+                is_irish = pred == "irish"
+                entry[name] = float(is_irish[:len(test)].mean())
+                entry["essen_irish"][name] = float(is_irish[len(test):].mean())
+            out["oneill_sections"][sec] = entry
+            say(f"  O'Neill's {sec + ',':9s} held out ({entry['tunes']:4d} tunes): called Irish {shares(entry)}; "
+                f"Essen's Irish songs then {shares(entry['essen_irish'])}; improved calls them "
+                f"{entry['improved_called']}")
     fams = out["families"]
     if fams:
         total = sum(e["tunes"] for e in fams.values())
@@ -360,3 +406,114 @@ def _generalisation(melodies, rows, labels, styles, basic, improved, ngram_dims,
             + ", ".join(f"{out[f'german_families_{name}']:.1%} {name}" for name in settings))
     out["seconds"] = time.perf_counter() - t
     return out
+
+
+# ----------------------------------------------------------------------------------
+# Typicality: does the model know when a tune is unlike all of its styles?
+# ----------------------------------------------------------------------------------
+
+#: Composers of music21's corpus (shipped with the music21 package) whose works
+#: :func:`typicality_check` scores: far from folk songs, dance tunes and chorale
+#: melodies (Bach is left out: his chorales are one of the styles).
+CLASSICAL_COMPOSERS: tuple[str, ...] = (
+    "josquin", "palestrina", "monteverdi", "corelli", "handel", "cpebach", "haydn", "mozart", "beethoven",
+    "schubert", "weber", "schumann_robert", "schumann_clara", "verdi", "joplin", "beach", "schoenberg", "webern")
+
+
+def classical_melodies(per_composer: int = 4, composers: Sequence[str] = CLASSICAL_COMPOSERS, *, seed: int = 0,
+                       workdir=None) -> tuple[list, dict[str, str]]:
+    """Melodies of classical works from music21's corpus, read the way ``style score`` reads a MIDI file.
+
+    Each work (at most ``per_composer`` per composer, drawn with ``seed``; an
+    opus's first score) is written as a MIDI file by music21 and read back with
+    :func:`labkit.style_cli.melody_from_file` (skyline of all parts).
+
+    Returns:
+        ``(melodies, skipped)``: each melody's ``source`` is ``"composer/work"``;
+        ``skipped`` maps the works that could not be used to the reason (they do not
+        stop the others).
+    """
+    import random
+    import tempfile
+    from pathlib import Path
+
+    import music21
+
+    from labkit.errors import LabkitError
+    from labkit.style_cli import melody_from_file
+
+    melodies, skipped = [], {}
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        for composer in composers:
+            paths = sorted(str(p) for p in music21.corpus.getComposer(composer)
+                           if str(p).endswith((".mxl", ".xml", ".musicxml", ".krn", ".mid")))
+            random.Random(f"{seed}/{composer}").shuffle(paths)
+            taken = 0
+            for path in paths:
+                if taken >= per_composer:
+                    break
+                parts = Path(path).with_suffix("").parts
+                name = "/".join(parts[len(parts) - 1 - parts[::-1].index(composer):])   # composer/.../work
+                try:
+                    score = music21.converter.parse(path)
+                    score = score.scores[0] if hasattr(score, "scores") else score
+                    midi = Path(tmp) / (name.replace("/", "-") + ".mid")
+                    score.write("midi", fp=midi)
+                    melody = melody_from_file(midi)
+                except LabkitError as exc:
+                    skipped[name] = exc.problem
+                    continue
+                except Exception as exc:  # music21 raises many kinds on scores it cannot expand or write
+                    skipped[name] = f"music21 could not write it as MIDI ({type(exc).__name__})"
+                    continue
+                melodies.append(melody.replace(source=name))
+                taken += 1
+    return melodies, skipped
+
+
+def typicality_check(model=None, *, per_composer: int = 4, composers: Sequence[str] = CLASSICAL_COMPOSERS,
+                     max_per_style: int | None = None, root=None, log: Callable[[str], None] | None = print) -> dict:
+    """How often a style model says "unlike every style I know", on tunes of its styles and on others.
+
+    Three sets, none of them trained on: the corpus's test split of the model's
+    own styles (a flag there is a false alarm; about :data:`labkit.style.TYPICAL_FLOOR`
+    by construction), the test split of the corpus's *other* folk styles (Scottish,
+    Lorraine, Luxembourg: folk tunes, but not the model's), and classical works
+    from music21's corpus (:func:`classical_melodies`).
+
+    Returns:
+        ``{set name: {"tunes", "flagged" (share below the floor), "median" (typicality)}}``,
+        plus ``"classical_works"`` ``{work: typicality}`` and ``"skipped"``.
+
+    Notebook: 07_style_index.ipynb
+    """
+    from labkit import style as S
+    from labkit.corpus import load_manifest
+    from labkit.style_cli import corpus_style_data, load_style_model
+
+    say = log or (lambda line: None)
+    model = load_style_model(model) if model is None or isinstance(model, (str, os.PathLike)) else model
+    if getattr(model, "typical", None) is None:
+        raise ConfigError("this style model has no typicality figures (a group ensemble, or a model saved "
+                          "before they existed): train it again with `python -m labkit style train`")
+    others = sorted(set(load_manifest(root)["style"]) - set(model.styles))
+    sets = {"own styles, test split": corpus_style_data(model.styles, ["test"], max_per_style=max_per_style,
+                                                        root=root)[0],
+            "other folk styles, test split": corpus_style_data(others, ["test"], max_per_style=max_per_style,
+                                                               root=root)[0] if others else []}
+    sets["classical (music21 corpus)"], skipped = classical_melodies(per_composer, composers)
+    out: dict = {"floor": S.TYPICAL_FLOOR, "other_styles": others, "skipped": skipped}
+    for name, melodies in sets.items():
+        if not melodies:
+            continue
+        typ = model.typicality(melodies)
+        out[name] = {"tunes": len(melodies), "flagged": float(np.mean(typ < S.TYPICAL_FLOOR)),
+                     "median": float(np.median(typ))}
+        if name.startswith("classical"):
+            out["classical_works"] = {m.source: float(t) for m, t in zip(melodies, typ)}
+        say(f"{name:32s} {len(melodies):5d} tunes: {out[name]['flagged']:6.1%} below typicality "
+            f"{S.TYPICAL_FLOOR} (median typicality {out[name]['median']:.3f})")
+    if skipped:
+        say(f"skipped {len(skipped)} works: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    return out
+

@@ -201,6 +201,50 @@ def test_style_model_save_load_round_trip(two_styles, tmp_path):
         S.StyleModel.load(tmp_path / "m")
 
 
+def atonal_tune(rng: np.random.Generator, bars: int = 8) -> Melody:
+    """Unlike both synthetic styles: 5/4, chromatic leaps of up to an octave, sixteenths to dotted halves."""
+    pitches, starts, ends, t, p = [], [], [], 0, 67
+    while t < bars * 20:
+        d = int(rng.choice([1, 3, 5, 12]))
+        p = int(np.clip(p + rng.choice([-11, -10, -6, 6, 10, 11]), 40, 96))
+        pitches.append(p), starts.append(t), ends.append(t + d)
+        t += d
+    return Melody.from_notes(pitches, starts, ends, numerator=5, denominator=4, source="atonal")
+
+
+def test_typicality_flags_tunes_unlike_every_style(two_styles, tmp_path):
+    from labkit.style_cli import score_melodies
+
+    melodies, labels = two_styles
+    model = S.StyleModel.fit(melodies, labels, ngram_dims=NGRAM, val_fraction=0)
+    own = model.typicality(melodies)
+    assert own.shape == (60,) and own.min() >= 0.0 and own.max() <= 1.0
+    # new tunes of the two styles: typicality spread over [0, 1] (median near 0.5), few below the floor
+    rng = np.random.default_rng(7)
+    fresh = [synthetic_tune(rng, s) for s in ["jig", "march"] * 50]
+    typical = model.typicality(fresh)
+    assert 0.3 < np.median(typical) < 0.7 and np.mean(typical < S.TYPICAL_FLOOR) <= 0.06
+    strange = [atonal_tune(rng) for _ in range(10)]
+    assert (model.typicality(strange) < S.TYPICAL_FLOOR).all()
+    records = score_melodies(model, fresh[:1] + strange[:1], target="jig")
+    assert records[0]["typicality"] > S.TYPICAL_FLOOR > records[1]["typicality"]
+    # saved and read back: the same figures; a model saved before typicality existed still loads, without them
+    model.save(tmp_path / "m")
+    loaded = S.StyleModel.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.typicality(strange), model.typicality(strange))
+    with np.load(tmp_path / "m" / "arrays.npz") as data:
+        old = {k: data[k] for k in data.files if not k.startswith("typical_")}
+    np.savez(tmp_path / "m" / "arrays.npz", **old)
+    older = S.StyleModel.load(tmp_path / "m")
+    assert older.typical is None and "typicality" not in score_melodies(older, fresh[:1], target="jig")[0]
+    with pytest.raises(ConfigError, match="without typicality"):
+        older.typicality(fresh[:1])
+    np.savez(tmp_path / "m" / "arrays.npz", **old, typical_mean=model.typical.mean[:, :3],
+             typical_var=model.typical.var, typical_reference=model.typical.reference)
+    with pytest.raises(CheckpointError, match="typicality arrays"):
+        S.StyleModel.load(tmp_path / "m")
+
+
 @pytest.mark.parametrize("combine", ["stack", "mean"])
 def test_group_ensemble_learns_and_round_trips(two_styles, tmp_path, combine):
     melodies, labels = two_styles

@@ -68,7 +68,8 @@ def test_score_json_lines_one_per_file_bad_files_do_not_stop_the_others(capsys, 
     target = style_cli.default_target(shipped.styles)
     for tune_id, _ in TUNES:
         r = by_name[f"{tune_id}.mid"]
-        assert set(r) == {"path", "style", "index", "probabilities"}
+        assert set(r) == {"path", "style", "index", "probabilities", "typicality"}
+        assert 0.0 <= r["typicality"] <= 1.0
         assert list(r["probabilities"]) == list(shipped.styles)
         assert abs(sum(r["probabilities"].values()) - 1.0) < 1e-9
         assert r["index"] == r["probabilities"][target]
@@ -197,6 +198,7 @@ def test_style_stage_adds_a_section_with_the_axis(tmp_path, shipped):
     assert result["generated"][0]["style"] == "german"
     assert all(len(v) == 2 for v in result["real"].values())
     assert "`melody_002.mid`" in text and "not scored" in text
+    assert "| typicality |" in text and f"{result['generated'][0]['typicality']:.3f}" in text
     again = style_stage(Report(tmp_path), generated, target="lorraine", model=shipped, real_per_style=1,
                         image="axis2.png")
     assert again["target"] == "irish" and (tmp_path / "axis2.png").exists()

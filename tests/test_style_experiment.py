@@ -9,7 +9,8 @@ from labkit.errors import ConfigError
 from labkit import features as F
 from labkit.features import hashed_columns
 from labkit import style as S
-from labkit.style_experiment import cross_style_duplicates, mix_with_trees, run_experiment, tree_columns
+from labkit.style_experiment import (ONEILL_SECTIONS, cross_style_duplicates, mix_with_trees, oneill_section,
+                                     run_experiment, tree_columns)
 
 
 def test_cross_style_duplicates_marks_only_tunes_shared_across_styles():
@@ -104,3 +105,55 @@ def test_generalisation_scores_held_out_sub_collections(monkeypatch):
     assert sum(irish["pair_called"].values()) == irish["tunes"]
     assert set(k for k, v in irish["pair_called"].items() if v) <= {"german", "irish"}   # the pair knows two styles
     assert 0.0 <= gen["german_families_pair"] <= 1.0
+    # O'Neill's parts held out one at a time: each scored by every model, with Essen's Irish songs beside it
+    assert gen["oneill_sections"], "no part of O'Neill's book had 5 tunes among the 40 read"
+    for sec, entry in gen["oneill_sections"].items():
+        assert sec in ONEILL_SECTIONS and entry["tunes"] >= 5, sec
+        assert all(0.0 <= entry[name] <= 1.0 and 0.0 <= entry["essen_irish"][name] <= 1.0
+                   for name in ("basic", "improved", "pair")), sec
+        assert sum(entry["improved_called"].values()) == entry["tunes"]
+        assert entry["pair"] == entry["pair_called"]["irish"] / entry["tunes"]
+
+
+def test_oneill_section_follows_the_books_numbering():
+    ids = ["oneills-0001", "oneills-0625", "oneills-0626", "oneills-0700", "oneills-0701", "oneills-1850",
+           "ryans-0001", "essen-kinder0-0001", "oneills-x"]
+    assert oneill_section(ids).tolist() == ["airs", "airs", "carolan", "carolan", "dances", "dances", "", "", ""]
+    # the parts cover the book's 1,850 numbers once each
+    numbers = [n for lo, hi in ONEILL_SECTIONS.values() for n in range(lo, hi + 1)]
+    assert sorted(numbers) == list(range(1, 1851))
+
+
+def test_typicality_check_flags_classical_works_more_than_folk_tunes(monkeypatch, tmp_path, capsys):
+    """The shipped model on a few tunes of each set; the command writes the same figures as JSON."""
+    from labkit import style_experiment
+
+    real = style_experiment.typicality_check
+
+    def small(model=None, *, per_composer=4, **kwargs):
+        return real(model, per_composer=1, composers=("webern", "schoenberg"), max_per_style=20, log=print)
+
+    monkeypatch.setattr(style_experiment, "typicality_check", small)
+    out = tmp_path / "typicality.json"
+    assert main(["style", "typicality", "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    own, other = figures["own styles, test split"], figures["other folk styles, test split"]
+    classical = figures["classical (music21 corpus)"]
+    assert own["tunes"] == 100 and other["tunes"] == 60        # 20 per style; Scottish, Lorraine, Luxembourg
+    assert figures["other_styles"] == ["lorraine", "luxembourg", "scottish"]
+    assert classical["tunes"] == len(figures["classical_works"]) >= 1
+    assert all(work.split("/")[0] in ("webern", "schoenberg") for work in figures["classical_works"])
+    # twentieth-century atonal pieces are unlike every style; the model's own test tunes mostly are not
+    assert classical["flagged"] == 1.0 and own["flagged"] <= 0.1 and own["median"] > 0.2
+    assert "below typicality" in capsys.readouterr().out
+
+
+def test_typicality_check_needs_a_model_with_typicality(tmp_path):
+    from labkit.style_experiment import typicality_check
+
+    class NoFigures:
+        typical = None
+        styles = ("german", "irish")
+
+    with pytest.raises(ConfigError, match="no typicality figures"):
+        typicality_check(NoFigures(), log=None)

@@ -6,11 +6,14 @@ Examples::
     python -m labkit style score --target german --json out/generated/
     python -m labkit style train --out runs/style --styles german irish --paragraph
     python -m labkit style experiment --json runs/style_experiment.json   # five styles, CV by tune
+    python -m labkit style typicality                  # does it know a string quartet is no folk tune?
 
 ``score`` prints one line per file: the most likely style, the style index
-(the probability of ``--target``) and every style's probability; with
+(the probability of ``--target``), every style's probability and the
+typicality (how typical the tune is of the model's training tunes; below 0.01
+the line says the tune is unlike every style the model knows); with
 ``--json`` one JSON object per line, ``{"path", "style", "index",
-"probabilities"}``, or ``{"path", "error"}`` for a file that cannot be used
+"probabilities", "typicality"}``, or ``{"path", "error"}`` for a file that cannot be used
 (such files never stop the others). Exit status 0 when at least one file was
 scored, 1 when none was, 2 for a usage error (bad option, model or target).
 
@@ -88,7 +91,7 @@ def register(subparsers) -> None:
     score.add_argument("--target", default=None, metavar="STYLE",
                        help="style whose probability is the style index (default: irish, or the model's first style)")
     score.add_argument("--json", action="store_true",
-                       help='one JSON object per line: {"path", "style", "index", "probabilities"} '
+                       help='one JSON object per line: {"path", "style", "index", "probabilities", "typicality"} '
                             'or {"path", "error"}')
     score.add_argument("--strategy", choices=("skyline", "instrument"), default="skyline",
                        help="melody extraction: skyline of all instruments (default) or one line per instrument; "
@@ -123,6 +126,18 @@ def register(subparsers) -> None:
     exp.add_argument("--json", default=None, metavar="FILE", help="also write every figure to this JSON file")
     exp.set_defaults(func=run_experiment)
 
+    typ = sub.add_parser("typicality", help="how often the model says a tune is unlike every style it knows",
+                         description="Score the typicality of the corpus's test split (the model's own styles, "
+                                     "then the other folk styles) and of classical works from music21's corpus, "
+                                     "and count the tunes below the floor. "
+                                     "See labkit.style_experiment.typicality_check.")
+    typ.add_argument("--model", default=None, metavar="DIR",
+                     help="folder written by `style train` (default: the model shipped with labkit)")
+    typ.add_argument("--per-composer", type=_int_at_least(1), default=4, metavar="N",
+                     help="classical works per composer (default: 4)")
+    typ.add_argument("--json", default=None, metavar="FILE", help="also write every figure to this JSON file")
+    typ.set_defaults(func=run_typicality)
+
 
 def run_train(args) -> int:
     """Handler of ``style train``."""
@@ -155,6 +170,25 @@ def run_score(args) -> int:
     return 0 if scored else 1
 
 
+def _write_json(figures: dict, where: str) -> None:
+    from pathlib import Path
+
+    path = Path(where)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
+    print(f"figures written to {path}")
+
+
+def run_typicality(args) -> int:
+    """Handler of ``style typicality``: one line per set of tunes (and ``--json FILE``)."""
+    from labkit.style_experiment import typicality_check
+
+    figures = typicality_check(args.model, per_composer=args.per_composer, log=lambda line: print(line, flush=True))
+    if args.json:
+        _write_json(figures, args.json)
+    return 0
+
+
 def run_experiment(args) -> int:
     """Handler of ``style experiment``: progress lines, then the figures (and ``--json FILE``)."""
     from labkit.style_experiment import FIVE_STYLES, run_experiment as experiment
@@ -164,10 +198,5 @@ def run_experiment(args) -> int:
                          dedup=not args.no_dedup, generalisation=not args.no_generalisation, with_raw=args.with_raw,
                          with_trees=args.with_trees, log=lambda line: print(line, flush=True))
     if args.json:
-        from pathlib import Path
-
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
-        print(f"figures written to {path}")
+        _write_json(figures, args.json)
     return 0
