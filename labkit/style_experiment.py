@@ -420,8 +420,8 @@ CLASSICAL_COMPOSERS: tuple[str, ...] = (
     "schubert", "weber", "schumann_robert", "schumann_clara", "verdi", "joplin", "beach", "schoenberg", "webern")
 
 
-def classical_melodies(per_composer: int = 4, composers: Sequence[str] = CLASSICAL_COMPOSERS, *, seed: int = 0,
-                       workdir=None) -> tuple[list, dict[str, str]]:
+def classical_melodies(per_composer: int = 4, composers: Sequence[str] = CLASSICAL_COMPOSERS, *,
+                       seed: int = 0) -> tuple[list, dict[str, str]]:
     """Melodies of classical works from music21's corpus, read the way ``style score`` reads a MIDI file.
 
     Each work (at most ``per_composer`` per composer, drawn with ``seed``; an
@@ -429,7 +429,8 @@ def classical_melodies(per_composer: int = 4, composers: Sequence[str] = CLASSIC
     :func:`labkit.style_cli.melody_from_file` (skyline of all parts).
 
     Returns:
-        ``(melodies, skipped)``: each melody's ``source`` is ``"composer/work"``;
+        ``(melodies, skipped)``: each melody's ``source`` is the work's path in the
+        corpus without its suffix (``"mozart/k156/movement1"``);
         ``skipped`` maps the works that could not be used to the reason (they do not
         stop the others).
     """
@@ -443,7 +444,7 @@ def classical_melodies(per_composer: int = 4, composers: Sequence[str] = CLASSIC
     from labkit.style_cli import melody_from_file
 
     melodies, skipped = [], {}
-    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         for composer in composers:
             paths = sorted(str(p) for p in music21.corpus.getComposer(composer)
                            if str(p).endswith((".mxl", ".xml", ".musicxml", ".krn", ".mid")))
@@ -464,7 +465,7 @@ def classical_melodies(per_composer: int = 4, composers: Sequence[str] = CLASSIC
                     skipped[name] = exc.problem
                     continue
                 except Exception as exc:  # music21 raises many kinds on scores it cannot expand or write
-                    skipped[name] = f"music21 could not write it as MIDI ({type(exc).__name__})"
+                    skipped[name] = f"music21 could not read it or write it as MIDI ({type(exc).__name__})"
                     continue
                 melodies.append(melody.replace(source=name))
                 taken += 1
