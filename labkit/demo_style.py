@@ -47,8 +47,9 @@ def style_stage(report, generated_dir: str | os.PathLike, *, target: str | None 
 
     from labkit import env
     from labkit.corpus import load_manifest, select, tune_path
-    from labkit.style import plot_style_axis
-    from labkit.style_cli import default_target, load_style_model, score_paths, style_model_metrics
+    from labkit.style import TYPICAL_FLOOR, plot_style_axis
+    from labkit.style_cli import (default_target, describe_typicality, load_style_model, score_paths,
+                                  style_model_metrics)
 
     report.section(title)
     try:
@@ -120,8 +121,6 @@ def style_stage(report, generated_dir: str | os.PathLike, *, target: str | None 
     figure.savefig(path, dpi=110)
     report.add(f"![style axis]({image})", "")
 
-    from labkit.style import TYPICAL_FLOOR
-
     rows = []
     for r in generated:
         name = Path(r["path"]).name
@@ -129,8 +128,7 @@ def style_stage(report, generated_dir: str | os.PathLike, *, target: str | None 
             rows.append([f"`{name}`", "-", "-", f"not scored: {r['error']}", "-"])
             continue
         top = sorted(r["probabilities"].items(), key=lambda kv: -kv[1])[:3]
-        typical = "-" if "typicality" not in r else (
-            f"{r['typicality']:.3f}" + (" (unlike every style)" if r["typicality"] < TYPICAL_FLOOR else ""))
+        typical = describe_typicality(r["typicality"]) if "typicality" in r else "-"
         rows.append([f"`{name}`", r["style"], f"{r['index']:.3f}", ", ".join(f"{s} {p:.2f}" for s, p in top),
                      typical])
     report.table(["generated melody", "most likely style", f"index P({target})", "top probabilities",

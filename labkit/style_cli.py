@@ -389,17 +389,24 @@ def format_record(record: dict, target: str) -> str:
     ...                "probabilities": {"german": 0.9, "irish": 0.1}}, "irish")
     'c.mid: german  index(irish)=0.100  german 0.900, irish 0.100  typicality 0.004 (unlike every style it knows)'
     """
-    from labkit.style import TYPICAL_FLOOR
-
     if "error" in record:
         return f"{record['path']}: error: {record['error']}"
     probs = ", ".join(f"{s} {p:.3f}" for s, p in record["probabilities"].items())
     line = f"{record['path']}: {record['style']}  index({target})={record['index']:.3f}  {probs}"
     if "typicality" in record:
-        line += f"  typicality {record['typicality']:.3f}"
-        if record["typicality"] < TYPICAL_FLOOR:
-            line += " (unlike every style it knows)"
+        line += f"  typicality {describe_typicality(record['typicality'])}"
     return line
+
+
+def describe_typicality(value: float) -> str:
+    """A typicality as ``style score`` and the demo report print it: flagged below the floor.
+
+    >>> describe_typicality(0.4632), describe_typicality(0.004)
+    ('0.463', '0.004 (unlike every style it knows)')
+    """
+    from labkit.style import TYPICAL_FLOOR
+
+    return f"{value:.3f}" + (" (unlike every style it knows)" if value < TYPICAL_FLOOR else "")
 
 
 # ----------------------------------------------------------------------------------
