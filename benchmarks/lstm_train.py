@@ -8,9 +8,11 @@ What is timed, per step (one optimizer step on one batch):
   called as ``fit`` calls it: a numpy batch from ``prepare_batch``, dropout key, step, learning
   rate; clipping + AdamW (``make_optimizer``), masked cross-entropy, dropout 0.2.
 * ``labkit+vjp``: the same step and call path, with ``labkit.models._lstm_layer_scan`` replaced
-  by :func:`lstm_layer_scan_vjp` below (the prototype of what labkit/models.py now does:
-  an LSTM layer with a hand-written backward pass that computes the weight gradients in one
-  matrix product after the time loop, and the four gate activations with one ``tanh``).
+  by :func:`lstm_layer_scan_vjp` below: the hand-written backward pass as labkit/models.py first had
+  it (weight gradients in one matrix product after the time loop, the four gate
+  activations with one ``tanh``, the gates saved by the forward and differentiated in the
+  backward loop). labkit's layer now saves each gate's derivative in the forward pass instead,
+  and overwrites them with the gate gradients (one ``[T, B, 4H]`` buffer instead of two).
 * ``torch``: ``nn.Embedding`` -> ``nn.LSTM(64, 256, num_layers=2, dropout=0.2)`` -> dropout ->
   ``nn.Linear``, masked ``cross_entropy``, ``clip_grad_norm_(1.0)``, ``AdamW`` (weight decay on
   matrices only, as labkit), the batch copied from numpy every step (as ``fit`` does).
@@ -655,8 +657,11 @@ def tidy_markdown(text: str) -> str:
 WHAT = ("One optimizer step on a batch of 64 x 128 tokens (vocab 90, embedding 64, 2 x 256 LSTM, dropout 0.2, "
         "masked cross-entropy, gradient clipping, AdamW), alternately in one process. *labkit*: labkit.train's "
         "jitted train step, called as `fit` calls it. *labkit+vjp*: the same step with the LSTM layer of "
-        "`lstm_layer_scan_vjp` (benchmarks/lstm_train.py), the prototype of the hand-written backward pass that "
-        "labkit/models.py has had since 2026-11-26 (earlier runs measured labkit without it); "
+        "`lstm_layer_scan_vjp` (benchmarks/lstm_train.py), the hand-written backward pass as labkit first had it "
+        "(2026-11-26: the forward saves the gates, the backward loop computes their derivatives and "
+        "fills a second `[T, B, 4H]` buffer); labkit's layer now saves the derivatives and writes the gate gradients "
+        "over them, and draws its dropout masks a byte per entry (tables measured before that have the older "
+        "layer in *labkit*); "
         "*labkit+vjp+bf16*: the same with bfloat16 matrix products (float32 accumulation, state and gradients), "
         "an opt-in for CPUs with AMX/AVX512-BF16 and GPUs, not comparable in precision with the others. *torch*: "
         "`nn.LSTM` with the same sizes and step. Speed vs torch is the median of each round's ratio.")

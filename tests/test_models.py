@@ -176,6 +176,26 @@ def test_dropout_needs_a_key_and_is_reproducible(attention_length):
         model(tokens, deterministic=False)
 
 
+@pytest.mark.parametrize("rate", [0.1, 0.2, 0.5])
+def test_dropout_drops_the_rate_rounded_to_a_256th_and_keeps_the_mean(rate):
+    """One random byte per entry: ``round(256 * rate)`` of 256 byte values drop it, and the kept entries are
+    scaled so that the mean is unchanged. A width that is no multiple of 4 (the bytes come four to a draw)."""
+    from labkit.models import _dropout
+
+    x = jnp.ones((200, 37, 45))
+    out = np.asarray(_dropout(x, rate, jax.random.key(0)))
+    dropped = round(256 * rate)
+    share = float((out == 0).mean())
+    sigma = (dropped / 256 * (1 - dropped / 256) / out.size) ** 0.5
+    assert abs(share - dropped / 256) < 5 * sigma
+    np.testing.assert_allclose(out[out != 0], 256 / (256 - dropped), rtol=1e-6)
+    assert abs(out.mean() - 1.0) < 5 * sigma * 256 / (256 - dropped)
+    # The time-major mask is the batch-major one, transposed (so a row's mask does not depend on T's position).
+    time_major = np.asarray(_dropout(jnp.swapaxes(x, 0, 1), rate, jax.random.key(0), time_major=True))
+    np.testing.assert_array_equal(np.swapaxes(time_major, 0, 1), out)
+    assert _dropout(x, rate, None) is x and _dropout(x, 0.0, jax.random.key(0)) is x
+
+
 @pytest.mark.parametrize("attention_length", [0, 3])
 def test_dropout_of_a_row_does_not_depend_on_padding_rows(attention_length):
     """Padding a batch (as training does for several devices) must not change the real rows' masks."""
