@@ -20,7 +20,7 @@ help:
 	@echo "make test-colab  unit tests under Colab's versions of jax, flax and ipywidgets"
 	@echo "make bench       benchmarks (results in benchmarks/README.md)"
 	@echo "make corpus      rebuild data/ from the music21 corpus"
-	@echo "make model       retrain the shipped melody LSTM (labkit/assets/melody_lstm.npz, ~25 min on 2 cores)"
+	@echo "make model       retrain the shipped melody LSTM (labkit/assets/melody_lstm.npz, ~3 min on 2 cores)"
 	@echo "make style-model retrain the shipped style model (labkit/assets/style_model/)"
 
 $(STAMP): pyproject.toml

@@ -140,7 +140,8 @@ class TrainConfig:
 
 
 #: Named settings. ``ci``: seconds, for tests and ``LABKIT_FAST``; ``cpu``: a student's laptop
-#: (about 20-30 minutes for a 2x256 LSTM on 2 cores); ``gpu``: a Colab GPU or better.
+#: (1500 steps of a 2x256 LSTM: about 7-8 minutes on 2 cores, 443 s in notebook 04); ``gpu``: a Colab
+#: GPU or better.
 PRESETS: dict[str, TrainConfig] = {
     "ci": TrainConfig(num_steps=20, batch_size=8, seq_len=32, learning_rate=3e-3, warmup_steps=2,
                       eval_every=10, max_eval_batches=2, patience=0, log_every=5, progress=False),
