@@ -76,7 +76,7 @@ def _make_sample_icdf():
     import jax.numpy as jnp
     from flax import nnx
 
-    from labkit.sample import filter_logits
+    from labkit.sample import draw_token, filter_logits
 
     @partial(jax.jit, static_argnames=("graphdef", "length", "matmul_dtype"))
     def sample_icdf(graphdef, state, primer, key, temperature, *, length, matmul_dtype=None):
@@ -99,11 +99,12 @@ def _make_sample_icdf():
 
 
 def check_icdf(seed: int = 0, draws: int = 200_000) -> dict:
-    """Chi-square test of :func:`draw_icdf` against the softmax, plain and after top-k filtering."""
+    """Chi-square test of labkit's draws (:func:`labkit.sample.draw_token`, the adopted form of
+    :func:`draw_icdf`) against the softmax, plain and after top-k filtering."""
     import jax
     import numpy as np
 
-    from labkit.sample import filter_logits
+    from labkit.sample import draw_token, filter_logits
 
     try:
         from scipy import stats as sps
@@ -113,7 +114,7 @@ def check_icdf(seed: int = 0, draws: int = 200_000) -> dict:
     out = {}
     logits = 2.0 * jax.random.normal(jax.random.key(seed), (common.VOCAB,))
     for name, row in (("plain", logits), ("top_k=10", filter_logits(logits, 1.0, 10))):
-        tokens = np.asarray(draw_icdf(jax.random.key(seed + 1), jax.numpy.broadcast_to(row, (draws, common.VOCAB))))
+        tokens = np.asarray(draw_token(jax.random.key(seed + 1), jax.numpy.broadcast_to(row, (draws, common.VOCAB))))
         probs = np.asarray(jax.nn.softmax(row))
         counts = np.bincount(tokens, minlength=common.VOCAB)
         support = probs > 0
@@ -312,7 +313,7 @@ def main(argv=None) -> None:
         check = ", ".join(
             (f"{k}: p = {v['p_value']:.2f}" if v["p_value"] is not None else f"{k}: chi2 {v['chi2']:.0f} on {v['dof']} dof")
             + f", {v['outside_support']} draws outside the support" for k, v in proto["distribution_check"].items())
-        lines.append(f"Chi-square test of the inverse-CDF draws (200,000 draws from one softmax): {check}.")
+        lines.append(f"Chi-square test of labkit's draws (`draw_token`, 200,000 draws from one softmax): {check}.")
     if lines:
         text += "\n" + "\n".join(lines) + "\n"
     print()
