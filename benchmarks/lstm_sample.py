@@ -76,7 +76,7 @@ def _make_sample_icdf():
     import jax.numpy as jnp
     from flax import nnx
 
-    from labkit.sample import draw_token, filter_logits
+    from labkit.sample import filter_logits
 
     @partial(jax.jit, static_argnames=("graphdef", "length", "matmul_dtype"))
     def sample_icdf(graphdef, state, primer, key, temperature, *, length, matmul_dtype=None):
