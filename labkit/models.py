@@ -348,6 +348,19 @@ class MelodyLSTM(nnx.Module):
         _, logits = self.run(self.init_carry(tokens.shape[0]), tokens, deterministic=deterministic, key=key)
         return logits
 
+    def hidden_states(self, tokens: jax.Array) -> jax.Array:
+        """The top layer's output ``h_t`` after each of ``tokens [B, T]``: float32 ``[B, T, H]``.
+
+        From the zero state, without dropout: what the model "hears" at each step,
+        before the head turns it into logits (``self.head(h)`` gives ``self(tokens)``).
+        :func:`labkit.features.melody_model_features` summarises it as style features.
+        """
+        x = embed_tokens(self.embed, jnp.swapaxes(tokens, 0, 1))     # time-major: [T, B, E]
+        carry = self.init_carry(tokens.shape[0])
+        for layer, cell in enumerate(self.cells):
+            _, x = _lstm_layer_scan(cell, carry[layer], x)
+        return jnp.swapaxes(x, 0, 1)
+
     def step(self, carry: Carry, token: jax.Array) -> tuple[Carry, jax.Array]:
         """One step without dropout: ``token`` int ``[B]`` -> ``(carry, logits [B, V])``."""
         x = self.embed(token)

@@ -431,3 +431,74 @@ def test_mutual_information_finds_the_informative_columns():
     assert idx.tolist() == [7, 2]
     assert scores.shape == (10,) and (scores >= 0).all()
     assert scores[7] > 0.3 and np.median(scores) < 0.05
+
+
+# --- what the melody model hears ------------------------------------------------------
+
+def _small_melody_model(num_layers=2):
+    from flax import nnx
+
+    from labkit.models import MelodyLSTM
+
+    return MelodyLSTM(90, 8, 12, num_layers, 0.0, rngs=nnx.Rngs(3))
+
+
+def test_hidden_states_are_what_the_head_turns_into_logits():
+    import jax.numpy as jnp
+
+    model = _small_melody_model()
+    tokens = jnp.asarray(np.random.default_rng(0).integers(0, 90, (3, 17)), jnp.int32)
+    h = model.hidden_states(tokens)
+    assert h.shape == (3, 17, 12)
+    np.testing.assert_allclose(np.asarray(model.head(h)), np.asarray(model(tokens)), rtol=1e-5, atol=1e-5)
+
+
+def test_melody_model_features_summarise_the_hidden_state_over_the_tune():
+    import jax.numpy as jnp
+
+    from labkit.encoding import MelodyEncoding
+
+    model = _small_melody_model()
+    tune = Melody.from_notes([60, 62, 64, 65, 67, 65, 64, 62], range(0, 32, 4), range(4, 36, 4), key=0)
+    other = Melody.from_notes([57, 60, 64, 69], [0, 6, 8, 16], [4, 8, 12, 30], key=9, mode="minor")
+    X, names = F.melody_model_features([tune, other, Melody.from_notes([], [], [])], model, batch_size=2)
+    assert X.shape == (3, 24) and X.dtype == np.float32
+    assert names[0] == "lstm_mean:000" and names[12] == "lstm_std:000" and len(names) == 24
+    # by hand: the mean and standard deviation over the tune's steps of the top layer's output
+    h = np.asarray(model.hidden_states(jnp.asarray(MelodyEncoding().encode(tune))[None]))[0]
+    np.testing.assert_allclose(X[0], np.r_[h.mean(0), h.std(0)], rtol=1e-5, atol=1e-6)
+    # alone or beside a longer tune in one padded batch: the same row
+    np.testing.assert_allclose(F.melody_model_features([other], model)[0][0], X[1], rtol=1e-5, atol=1e-6)
+    assert not X[2].any()                                          # no notes: zeros
+    assert np.abs(X[0] - X[1]).max() > 1e-3                        # two tunes, two rows
+
+
+def test_melody_model_features_do_not_depend_on_key_grid_octave_or_what_lies_past_max_steps():
+    model = _small_melody_model(1)
+    tune = Melody.from_notes([62, 64, 66, 67, 69, 71, 73, 74], range(0, 32, 4), range(4, 36, 4), key=2)
+    in_c = Melody.from_notes([60, 62, 64, 65, 67, 69, 71, 72], range(0, 32, 4), range(4, 36, 4), key=0)
+    on_eighths = Melody.from_notes(tune.notes()[0], range(0, 64, 8), range(8, 72, 8), key=2, steps_per_quarter=8)
+    too_high = Melody.from_notes([114, 116], [0, 4], [4, 8], key=2)            # above the encoding's 108
+    octave_down = Melody.from_notes([102, 104], [0, 4], [4, 8], key=2)
+    longer = Melody.from_notes([62, 64, 66, 67, 69, 71, 73, 74, 50], [*range(0, 32, 4), 40], [*range(4, 36, 4), 44],
+                               key=2)
+    X, _ = F.melody_model_features([tune, in_c, on_eighths, too_high, octave_down], model)
+    np.testing.assert_allclose(X[1], X[0], atol=1e-6)              # key-normalised first
+    np.testing.assert_allclose(X[2], X[0], atol=1e-6)              # read on the model's grid of 4 steps a quarter
+    np.testing.assert_allclose(X[3], X[4], atol=1e-6)              # out of range: moved by octaves into it
+    cut = F.melody_model_features([longer], model, max_steps=33)[0][0]
+    np.testing.assert_allclose(cut, F.melody_model_features([tune], model, max_steps=33)[0][0], atol=1e-6)
+
+
+def test_melody_model_features_need_an_lstm_with_the_default_vocabulary():
+    from flax import nnx
+
+    from labkit.models import AttentionMelodyLSTM, MelodyLSTM
+
+    tune = [Melody.from_notes([60, 62], [0, 4], [4, 8])]
+    with pytest.raises(ConfigError, match="hidden_states"):
+        F.melody_model_features(tune, AttentionMelodyLSTM(90, 8, 12, 1, 0.0, attention_length=4, rngs=nnx.Rngs(0)))
+    with pytest.raises(ConfigError, match="reads 40 tokens"):
+        F.melody_model_features(tune, MelodyLSTM(40, 8, 12, 1, 0.0, rngs=nnx.Rngs(0)))
+    with pytest.raises(ConfigError, match="max_steps"):
+        F.melody_model_features(tune, MelodyLSTM(90, 8, 12, 1, 0.0, rngs=nnx.Rngs(0)), max_steps=0)
