@@ -37,7 +37,16 @@ measures, always with stratified k-fold cross-validation **by tune**:
    trees see interactions that a linear model cannot (a repeated strain
    means one thing in a reel, another in a song). ``w`` and the trees'
    settings were chosen on ``seed`` 0's folds and checked on ``seed`` 1's.
-6. Generalisation to sub-collections never trained on: for each family of
+6. ``improved_lstm`` (``improved_raw_lstm`` with ``with_raw``; and the
+   ``deduplicated`` ones), only with ``with_lstm``: the last improved columns
+   with the shipped melody model's state beside them
+   (:func:`labkit.features.melody_model_features`: the mean and standard
+   deviation of its LSTM's output over the tune; 512 columns). The model was
+   trained to predict notes, never told a style; it read the training split of
+   its styles (not the chorales), so the result also gives the balanced
+   accuracy on the tunes it never read, with and without its columns. Found
+   after the other protocols, on ``seed`` 0's folds, and checked on seed 1's.
+7. Generalisation to sub-collections never trained on: for each family of
    Essen German subsets (``altdeu``, ``ballad``, ...), a five-style model
    trained without that family scores *all* its tunes (share called German);
    and a five-style model whose Irish tunes are O'Neill's only scores Essen's
@@ -127,11 +136,14 @@ TREE_SETTINGS = {"max_iter": 200, "learning_rate": 0.1, "max_leaf_nodes": 31, "l
 
 
 def tree_columns(names: Sequence[str]) -> np.ndarray:
-    """The columns the trees see: processed, not hashed, not ``form_by_metre`` (trees find such interactions)."""
+    """The columns the trees see: processed, not hashed, not ``form_by_metre`` (trees find such interactions).
+
+    Nor the melody model's state columns (``lstm_...``): the trees' settings were chosen without them.
+    """
     from labkit import features as F
 
     hashed = {int(i) for cols in F.hashed_columns(names).values() for i in cols}
-    skip = ("raw:", "form_by_metre:")
+    skip = ("raw:", "form_by_metre:", "lstm_")
     return np.array([i for i, name in enumerate(names) if i not in hashed and not name.startswith(skip)], dtype=np.int64)
 
 
@@ -192,7 +204,8 @@ def run_experiment(styles: Sequence[str] = FIVE_STYLES, *, max_per_style: int | 
                    seed: int = 0, ngram_dims: int = 256, l2_grid: Sequence[float] | None = None, inner_k: int = 3,
                    steps: int = 200, basic_l2: float = 0.03, general_l2: float | None = None,
                    dedup: bool = True, generalisation: bool = True, with_raw: bool = False,
-                   with_trees: bool = False, root=None, log: Callable[[str], None] | None = print) -> dict:
+                   with_trees: bool = False, with_lstm: bool = False, root=None,
+                   log: Callable[[str], None] | None = print) -> dict:
     """Run the five-style and generalisation experiments and return every figure.
 
     Args:
@@ -213,6 +226,10 @@ def run_experiment(styles: Sequence[str] = FIVE_STYLES, *, max_per_style: int | 
         with_trees: also ``improved_trees`` (and ``deduplicated_trees``): the last
             improved logistic regression mixed with boosted trees (:func:`mix_with_trees`;
             needs scikit-learn).
+        with_lstm: also ``improved_lstm`` (``improved_raw_lstm`` with ``with_raw``; and the
+            ``deduplicated`` ones): the shipped melody model's state columns
+            (:func:`labkit.features.melody_model_features`) beside the others; the
+            trees, if any, then mix with this logistic regression.
         log: called with one line of progress at a time (``None``: silent).
 
     Returns:
@@ -244,7 +261,8 @@ def run_experiment(styles: Sequence[str] = FIVE_STYLES, *, max_per_style: int | 
                  "settings": {"max_per_style": max_per_style, "folds": folds, "seed": seed, "ngram_dims": ngram_dims,
                               "l2_grid": list(l2_grid), "inner_k": inner_k, "steps": steps, "basic_l2": basic_l2,
                               "general_l2": general_l2, "with_raw": bool(with_raw),
-                              "with_trees": bool(with_trees), "tree_mix": TREE_MIX if with_trees else None}}
+                              "with_trees": bool(with_trees), "tree_mix": TREE_MIX if with_trees else None,
+                              "with_lstm": bool(with_lstm)}}
 
     t = time.perf_counter()
     melodies, rows = corpus_style_data(styles, max_per_style=max_per_style, seed=seed, root=root)
@@ -286,6 +304,21 @@ def run_experiment(styles: Sequence[str] = FIVE_STYLES, *, max_per_style: int | 
                                 inner_k=inner_k, num_classes=C)
         report("improved_raw", last)
         X_last, names_last = Xnr, names_nr
+    if with_lstm:
+        t = time.perf_counter()
+        H, names_h = F.melody_model_features(melodies)
+        out["features"]["melody_model"] = H.shape[1]
+        say(f"melody model state: {H.shape[1]} columns ({time.perf_counter() - t:.0f} s)")
+        before = last
+        X_last, names_last = np.hstack([X_last, H]), list(names_last) + names_h
+        last = S.cross_validate(X_last, y, k=folds, seed=seed, l2=l2_grid, steps=steps, names=names_last,
+                                inner_k=inner_k, num_classes=C)
+        lstm_name = ("improved_raw" if with_raw else "improved") + "_lstm"
+        report(lstm_name, last)
+        out[lstm_name]["unread"] = _unread_by_melody_model(rows, y, before, last, C)
+        say(f"{'':12s}  on the {out[lstm_name]['unread']['tunes']} tunes the melody model never read: "
+            f"{out[lstm_name]['unread']['without']:.4f} without its columns, "
+            f"{out[lstm_name]['unread']['with']:.4f} with them")
     if with_trees:
         report("improved_trees", mix_with_trees(X_last, y, names_last, last, C, seed=seed))
 
@@ -305,6 +338,10 @@ def run_experiment(styles: Sequence[str] = FIVE_STYLES, *, max_per_style: int | 
             last = S.cross_validate(Xnr[keep], y[keep], k=folds, seed=seed, l2=l2_grid, steps=steps,
                                     names=names_nr, inner_k=inner_k, num_classes=C)
             report("deduplicated_raw", last)
+        if with_lstm:
+            last = S.cross_validate(X_last[keep], y[keep], k=folds, seed=seed, l2=l2_grid, steps=steps,
+                                    names=names_last, inner_k=inner_k, num_classes=C)
+            report(("deduplicated_raw" if with_raw else "deduplicated") + "_lstm", last)
         if with_trees:
             report("deduplicated_trees", mix_with_trees(X_last[keep], y[keep], names_last, last, C, seed=seed))
 
@@ -315,6 +352,23 @@ def run_experiment(styles: Sequence[str] = FIVE_STYLES, *, max_per_style: int | 
     out["machine"] = f"{platform.machine()}, {os.cpu_count()} CPU cores"
     say(f"done in {out['seconds']:.0f} s on {out['machine']}")
     return out
+
+
+def _unread_by_melody_model(rows, y, without: dict, with_: dict, num_classes: int) -> dict:
+    """Balanced accuracy, without and with the melody model's columns, on the tunes it never trained on.
+
+    The shipped melody model read the training split of its styles (``melody_lstm.json``), without
+    their labels; a tune of another split or style was never read. If its columns helped only on
+    tunes it had read, the gain would vanish here.
+    """
+    from labkit import style as S
+    from labkit.generate import shipped_model_info
+
+    read = set(shipped_model_info()["data"]["styles"])
+    unread = ~((rows["split"] == "train").to_numpy() & rows["style"].isin(read).to_numpy())
+    return {"tunes": int(unread.sum()),
+            "without": S.balanced_accuracy(y[unread], without["proba"][unread].argmax(1), num_classes),
+            "with": S.balanced_accuracy(y[unread], with_["proba"][unread].argmax(1), num_classes)}
 
 
 def _generalisation(melodies, rows, labels, styles, basic, improved, ngram_dims, steps, root, say) -> dict:

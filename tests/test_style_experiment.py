@@ -33,7 +33,7 @@ def test_experiment_command_runs_every_protocol(tmp_path, capsys):
     out = tmp_path / "figures.json"
     status = main(["style", "experiment", "--styles", "chinese", "german", "irish", "--max-per-style", "15",
                    "--folds", "2", "--l2-grid", "0.1", "1", "--steps", "20", "--no-generalisation", "--with-raw",
-                   "--with-trees", "--json", str(out)])
+                   "--with-trees", "--with-lstm", "--json", str(out)])
     assert status == 0
     text = capsys.readouterr().out
     figures = json.loads(out.read_text())
@@ -42,8 +42,9 @@ def test_experiment_command_runs_every_protocol(tmp_path, capsys):
     # the raw variant's columns beside the processed ones, without a second copy of the form groups
     form = sum(F.group_dims(g) for g in F.FORM_GROUPS)
     assert figures["features"]["improved_raw"] == 2 * figures["features"]["improved"] - form
-    for name in ("basic", "improved", "improved_raw", "improved_trees", "deduplicated", "deduplicated_raw",
-                 "deduplicated_trees", "basic_deduplicated"):
+    assert figures["features"]["melody_model"] == 512                  # the shipped model: mean and std of 256 units
+    for name in ("basic", "improved", "improved_raw", "improved_raw_lstm", "improved_trees", "deduplicated",
+                 "deduplicated_raw", "deduplicated_raw_lstm", "deduplicated_trees", "basic_deduplicated"):
         result = figures[name]
         assert 0.0 <= result["balanced_accuracy"] <= 1.0, name
         grid = {0.03} if name.startswith("basic") else {0.1, 1.0}     # basic: the fixed L2; else nested choice
@@ -53,12 +54,15 @@ def test_experiment_command_runs_every_protocol(tmp_path, capsys):
     assert np.asarray(figures["improved"]["confusion"]).sum() == 45
     assert set(figures["duplicates"]) == set(figures["styles"])
     assert "generalisation" not in figures
+    unread = figures["improved_raw_lstm"]["unread"]         # tunes the melody model never trained on
+    assert 0 < unread["tunes"] < 45 and 0.0 <= unread["without"] <= 1.0 and 0.0 <= unread["with"] <= 1.0
+    assert "never read" in text
     assert figures["basic"]["balanced_accuracy"] > 0.5            # three very different styles: far above chance
 
 
 def test_trees_see_the_processed_dense_and_form_columns_only():
     names = ["interval:+1", "interval_ngram:0003", "phrase_mean:contour:up", "form:pickup",
-             "form_by_metre:num_2:pickup", "raw:interval:+1", "raw:interval_ngram:0003"]
+             "form_by_metre:num_2:pickup", "raw:interval:+1", "raw:interval_ngram:0003", "lstm_mean:000"]
     assert tree_columns(names).tolist() == [0, 2, 3]
 
 

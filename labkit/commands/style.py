@@ -123,6 +123,9 @@ def register(subparsers) -> None:
     exp.add_argument("--with-trees", action="store_true",
                      help="also mix the improved logistic regression with gradient-boosted trees "
                           "(needs scikit-learn; see labkit.style_experiment.mix_with_trees)")
+    exp.add_argument("--with-lstm", action="store_true",
+                     help="also cross-validate with the shipped melody model's state columns beside the others "
+                          "(see labkit.features.melody_model_features)")
     exp.add_argument("--json", default=None, metavar="FILE", help="also write every figure to this JSON file")
     exp.set_defaults(func=run_experiment)
 
@@ -196,7 +199,8 @@ def run_experiment(args) -> int:
     figures = experiment(args.styles or FIVE_STYLES, max_per_style=args.max_per_style, folds=args.folds,
                          seed=args.seed, ngram_dims=args.ngram_dims, l2_grid=args.l2_grid, steps=args.steps,
                          dedup=not args.no_dedup, generalisation=not args.no_generalisation, with_raw=args.with_raw,
-                         with_trees=args.with_trees, log=lambda line: print(line, flush=True))
+                         with_trees=args.with_trees, with_lstm=args.with_lstm,
+                         log=lambda line: print(line, flush=True))
     if args.json:
         _write_json(figures, args.json)
     return 0
