@@ -875,8 +875,9 @@ def melody_model_features(melodies: Iterable, model=None, *, max_steps: int = MO
     and standard deviation (``lstm_std:k``). A melody with no notes gives zeros.
 
     Columns of their own, not a group of :data:`FEATURE_GROUPS`: they depend on
-    a trained model, not on the melody alone. Beside the hand-made groups they
-    add about half a point to a point of five-style balanced accuracy (notebook 07).
+    a trained model, not on the melody alone. Alone they tell five styles apart
+    83% of the time; beside the hand-made groups they add a few tenths of a point
+    at most (notebook 07).
 
     Raises :class:`ConfigError` for a model without ``hidden_states`` (the
     attention model) or with another vocabulary than the default encoding's.
