@@ -12,5 +12,10 @@ warnings.filterwarnings("ignore", message="Couldn't find ffmpeg or avconv", cate
 
 from labkit.errors import LabkitError  # noqa: E402
 
-__version__ = "0.1.0"
+try:  # one version number: pyproject.toml's, read from the installed package's metadata
+    from importlib.metadata import PackageNotFoundError, version as _version
+
+    __version__ = _version("labkit")
+except PackageNotFoundError:  # pragma: no cover - a source tree on sys.path without any install
+    __version__ = "0+unknown"
 __all__ = ["LabkitError", "__version__"]

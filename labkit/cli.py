@@ -12,6 +12,7 @@ import argparse
 import importlib
 import sys
 
+import labkit
 from labkit.errors import LabkitError
 
 #: Command modules, in the order they appear in ``--help``.
@@ -23,15 +24,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m labkit",
         description="The course's helper package on the command line.",
     )
+    parser.add_argument("--version", action="version", version=f"labkit {labkit.__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"labkit.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"labkit.commands.{name}":
-                continue  # that command group is not written yet
-            raise
-        module.register(subparsers)
+        # A missing command module is a broken install: let its ImportError show, never skip it.
+        importlib.import_module(f"labkit.commands.{name}").register(subparsers)
     return parser
 
 
