@@ -28,7 +28,7 @@ chorus and reverb sends. Pitch bends and control changes are ignored.
 
 The pipeline, with a place for mixing later in the course:
 
-    as_notes -> _place (each note's voices, cached waveforms, by part) -> _mix -> peak normalise
+    melody.as_notes -> _place (each note's voices, cached waveforms, by part) -> _mix -> peak normalise
 
 A *part* is one (instrument, program, is_drum) of the sequence;
 :func:`render_stems` gives each part as its own stereo track. Per-part gain
@@ -43,7 +43,6 @@ import importlib.util
 import math
 import os
 import struct
-import tempfile
 import warnings
 import wave
 from collections import OrderedDict
@@ -53,14 +52,13 @@ from typing import NamedTuple
 
 import numpy as np
 
+from labkit._common import atomic_write
 from labkit.errors import ConfigError, LabkitError
-from labkit.melody import Melody
+from labkit.melody import as_notes
 
 DEFAULT_SAMPLE_RATE = 22050
 #: Peak level of a rendered waveform, in dB relative to full scale.
 PEAK_DBFS = -1.0
-#: Velocity given to the notes of a :class:`labkit.melody.Melody` (Magenta's default).
-MELODY_VELOCITY = 100
 #: A release longer than this (seconds) is cut short: the tail is inaudible by then.
 MAX_RELEASE_S = 2.0
 #: A voice ends when its release has taken it this far below full level (dB): -60 dB, as in RT60.
@@ -75,75 +73,6 @@ DRUM_BANK = 128
 
 class SoundFontError(LabkitError):
     """A SoundFont file is missing, is not a SoundFont 2 file, or is corrupt."""
-
-
-# =====================================================================================
-# Notes: one table for sequences and melodies
-# =====================================================================================
-class Notes(NamedTuple):
-    """The notes of a sequence or melody, one array entry per note (all arrays ``[num_notes]``).
-
-    ``pitch`` (MIDI 0..127), ``velocity`` (1..127), ``start`` and ``end`` (seconds),
-    ``program`` (General MIDI 0..127), ``is_drum`` (bool), ``instrument`` (the track id).
-    """
-
-    pitch: np.ndarray
-    velocity: np.ndarray
-    start: np.ndarray
-    end: np.ndarray
-    program: np.ndarray
-    is_drum: np.ndarray
-    instrument: np.ndarray
-
-
-def as_notes(sequence_or_melody, *, program: int | None = None) -> Notes:
-    """The notes of a ``note_seq.NoteSequence`` or a :class:`labkit.melody.Melody`, in seconds.
-
-    A melody's steps become seconds as ``steps * 60 / (qpm * steps_per_quarter)``;
-    its notes get velocity :data:`MELODY_VELOCITY` and program 0 (piano).
-    ``program`` (0..127), when given, replaces the program of every pitched note.
-    Notes with no length are dropped.
-
-    Notebook: 01_midi_and_notesequences.ipynb
-
-    >>> from labkit.melody import Melody
-    >>> n = as_notes(Melody.from_notes([60, 62], [0, 4], [4, 6], qpm=120))
-    >>> n.start.tolist(), n.end.tolist()
-    ([0.0, 0.5], [0.5, 0.75])
-    """
-    if program is not None and not (isinstance(program, (int, np.integer)) and 0 <= program <= 127):
-        raise ConfigError(f"program must be a General MIDI program 0..127, not {program!r}")
-    if isinstance(sequence_or_melody, Melody):
-        m = sequence_or_melody
-        pitches, starts, ends = m.notes()
-        seconds_per_step = 60.0 / (float(m.qpm) * m.steps_per_quarter)
-        if not (math.isfinite(seconds_per_step) and seconds_per_step > 0):
-            raise ConfigError(f"melody tempo qpm={m.qpm} and steps_per_quarter={m.steps_per_quarter} "
-                              "give no positive step length", m.source or None)
-        n = len(pitches)
-        notes = Notes(pitches.astype(np.int32), np.full(n, MELODY_VELOCITY, np.int32),
-                      starts * seconds_per_step, ends * seconds_per_step,
-                      np.zeros(n, np.int32), np.zeros(n, bool), np.zeros(n, np.int32))
-    elif hasattr(sequence_or_melody, "notes") and hasattr(sequence_or_melody, "total_time"):
-        ns = sequence_or_melody.notes
-        notes = Notes(np.array([x.pitch for x in ns], np.int32),
-                      np.array([x.velocity for x in ns], np.int32),
-                      np.array([x.start_time for x in ns], np.float64),
-                      np.array([x.end_time for x in ns], np.float64),
-                      np.array([x.program for x in ns], np.int32),
-                      np.array([x.is_drum for x in ns], bool),
-                      np.array([x.instrument for x in ns], np.int32))
-    else:
-        raise ConfigError("expected a note_seq.NoteSequence or a labkit.melody.Melody, "
-                          f"not {type(sequence_or_melody).__name__}")
-    if len(notes.pitch) and not (np.isfinite(notes.start).all() and np.isfinite(notes.end).all()):
-        raise ConfigError("a note has a start or end time that is not a finite number")
-    keep = (notes.end > notes.start) & (notes.pitch >= 0) & (notes.pitch <= 127)
-    notes = Notes(*(a[keep] for a in notes))
-    notes = notes._replace(start=np.maximum(notes.start, 0.0), velocity=np.clip(notes.velocity, 1, 127))
-    if program is not None:
-        notes = notes._replace(program=np.where(notes.is_drum, notes.program, program).astype(np.int32))
-    return notes
 
 
 # =====================================================================================
@@ -787,24 +716,19 @@ def write_wav(path: str | os.PathLike, audio, sample_rate: int = DEFAULT_SAMPLE_
     if a.size and float(np.max(np.abs(a))) > 1.0:
         warnings.warn(f"{os.fspath(path)}: audio peaks above 1.0 and is clipped", RuntimeWarning, stacklevel=2)
     pcm = np.round(np.clip(a, -1.0, 1.0) * 32767.0).astype("<i2")
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".wav.tmp")
-    except OSError as exc:
-        raise ConfigError(f"cannot write here ({exc.strerror or exc})", path) from None
-    os.close(fd)
-    try:
-        with wave.open(tmp, "wb") as w:
-            w.setnchannels(1 if a.ndim == 1 else 2)
+    channels = 1 if a.ndim == 1 else 2
+
+    def write(handle) -> None:
+        with wave.open(handle, "wb") as w:
+            w.setnchannels(channels)
             w.setsampwidth(2)
             w.setframerate(sr)
             w.writeframes(pcm.tobytes())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+
+    try:
+        return atomic_write(path, write)
+    except OSError as exc:
+        raise ConfigError(f"cannot write here ({exc.strerror or exc})", path) from None
 
 
 def play(sequence_or_audio, sample_rate: int = DEFAULT_SAMPLE_RATE, **render_kwargs):

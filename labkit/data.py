@@ -30,6 +30,7 @@ from typing import Iterator
 
 import numpy as np
 
+from labkit._common import atomic_write
 from labkit.encoding import MelodyEncoding
 from labkit.errors import CorpusError, LabkitError
 from labkit.melody import Melody
@@ -39,7 +40,10 @@ CACHE_VERSION = 1
 
 
 def cache_dir() -> Path:
-    """Where caches live: ``$LABKIT_CACHE``, else ``~/.cache/labkit``."""
+    """Where caches live: ``$LABKIT_CACHE``, else ``~/.cache/labkit``.
+
+    Notebook: 02_preprocessing.ipynb
+    """
     return Path(os.environ.get("LABKIT_CACHE", Path.home() / ".cache" / "labkit"))
 
 
@@ -157,6 +161,8 @@ def load_melodies(root=None, *, steps_per_quarter: int = 4, styles=None, collect
     Example:
         >>> mels = load_melodies(styles=["german"])      # doctest: +SKIP
         >>> len(mels.split("train")), mels.melody(0)     # doctest: +SKIP
+
+    Notebook: 02_preprocessing.ipynb
     """
     from labkit.corpus import corpus_root, load_manifest
 
@@ -175,15 +181,13 @@ def load_melodies(root=None, *, steps_per_quarter: int = 4, styles=None, collect
     if mels is None:
         mels = _build_melody_set(root, manifest, steps_per_quarter, jobs)
         if use_cache:
-            cache_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_path.with_suffix(".tmp.npz")
             skipped = mels.skipped or {}
-            np.savez_compressed(tmp, events=mels.events, offsets=mels.offsets, ids=mels.ids,
-                                styles=mels.styles, collections=mels.collections, splits=mels.splits,
-                                steps_per_quarter=np.int64(steps_per_quarter),
-                                skipped_ids=np.array(list(skipped), dtype=str),
-                                skipped_reasons=np.array(list(skipped.values()), dtype=str))
-            os.replace(tmp, cache_path)
+            arrays = dict(events=mels.events, offsets=mels.offsets, ids=mels.ids, styles=mels.styles,
+                          collections=mels.collections, splits=mels.splits,
+                          steps_per_quarter=np.int64(steps_per_quarter),
+                          skipped_ids=np.array(list(skipped), dtype=str),
+                          skipped_reasons=np.array(list(skipped.values()), dtype=str))
+            atomic_write(cache_path, lambda f: np.savez_compressed(f, **arrays))
     keep = np.ones(len(mels), dtype=bool)
     if styles is not None:
         keep &= np.isin(mels.styles, list(styles))
@@ -219,7 +223,10 @@ def _build_melody_set(root: Path, manifest, steps_per_quarter: int, jobs: int | 
 # --- augmentation and batching -----------------------------------------------------------
 
 def transpose_events(events: np.ndarray, semitones: int) -> np.ndarray:
-    """Shift the pitches of an event array (note-offs and holds stay put)."""
+    """Shift the pitches of an event array (note-offs and holds stay put).
+
+    Notebook: 02_preprocessing.ipynb
+    """
     events = np.asarray(events)
     return np.where(events >= 0, events + semitones, events).astype(events.dtype)
 
@@ -250,6 +257,8 @@ def pad_batch(rows, width: int | None = None) -> dict:
 
     >>> pad_batch([np.array([5, 6, 7]), np.array([8])])["mask"].tolist()
     [[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]]
+
+    Notebook: 02_preprocessing.ipynb
     """
     width = width if width is not None else max(len(r) for r in rows)
     tokens = np.zeros((len(rows), width), dtype=np.int32)
@@ -265,6 +274,8 @@ def token_batches(rows, *, batch_size: int, seq_len: int | None = None, seed: in
     """Padded, masked batches of ready-made token rows (any vocabulary), like :func:`batches`.
 
     The order and the crops come from ``numpy.random.default_rng([seed, epoch])``.
+
+    Notebook: 02_preprocessing.ipynb
     """
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(len(rows)) if shuffle else np.arange(len(rows))
@@ -297,6 +308,8 @@ def batches(mels: MelodySet, *, batch_size: int, seq_len: int | None = None, see
         >>> b = next(batches(mels, batch_size=4, shuffle=False))
         >>> b["tokens"].shape, float(b["mask"].sum())
         ((1, 5), 5.0)
+
+    Notebook: 02_preprocessing.ipynb
     """
     encoding = encoding or MelodyEncoding()
     rng = np.random.default_rng([seed, epoch])

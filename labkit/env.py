@@ -18,14 +18,19 @@ FAST: bool = os.environ.get("LABKIT_FAST", "").strip().lower() in {"1", "true", 
 def fast(full, quick):
     """Return ``quick`` when ``LABKIT_FAST`` is on, else ``full``.
 
-    >>> fast(1000, 10) in (1000, 10)
+    >>> fast(1000, 10) == (10 if FAST else 1000)
     True
+
+    Notebook: 00_welcome_and_setup.ipynb
     """
     return quick if FAST else full
 
 
 def versions() -> dict[str, str]:
-    """Versions of Python and of the packages the course relies on."""
+    """Versions of Python and of the packages the course relies on.
+
+    Notebook: 00_welcome_and_setup.ipynb
+    """
     out = {"python": platform.python_version()}
     for name in ("jax", "flax", "optax", "note_seq", "symusic", "numpy", "ipywidgets", "matplotlib"):
         try:
@@ -37,19 +42,28 @@ def versions() -> dict[str, str]:
 
 
 def devices() -> list[str]:
-    """The JAX devices this process sees, e.g. ``['cpu:0']`` or ``['cuda:0', 'cuda:1']``."""
+    """The JAX devices this process sees, e.g. ``['cpu:0']`` or ``['cuda:0', 'cuda:1']``.
+
+    Notebook: 00_welcome_and_setup.ipynb
+    """
     import jax
 
     return [f"{d.platform}:{d.id}" for d in jax.devices()]
 
 
 def in_colab() -> bool:
-    """True inside Google Colab."""
+    """True inside Google Colab.
+
+    Notebook: 00_welcome_and_setup.ipynb
+    """
     return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
 
 
 def info(print_it: bool = True) -> dict:
-    """Versions, JAX devices and the LABKIT_FAST setting; printed by every notebook's setup cell."""
+    """Versions, JAX devices and the LABKIT_FAST setting; printed by every notebook's setup cell.
+
+    Notebook: 00_welcome_and_setup.ipynb
+    """
     report = {"versions": versions(), "devices": devices(), "fast": FAST, "colab": in_colab()}
     if print_it:
         v = report["versions"]

@@ -13,7 +13,7 @@ spreads its bets evenly over ``V`` symbols scores ``log2 V``.
   **bits per note** = total bits / number of notes, which compares with the pitch-only
   figure (it pays for pitch *and* timing).
 
-**Protocol.** :func:`cross_validate` splits the tunes into ``k`` folds
+**Protocol.** :func:`cross_entropy_cv` splits the tunes into ``k`` folds
 (:func:`kfold_by_tune`): each tune is tested exactly once, by a model trained on the
 other folds, never on a window of itself. Optional *pretraining* tunes (other
 collections) are added to every fold's training data only after removing each one
@@ -37,6 +37,7 @@ Notebook: 04_lstm_melody_model.ipynb
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import os
@@ -48,11 +49,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from labkit._common import find_midi_files
 from labkit.encoding import MelodyEncoding
 from labkit.errors import ConfigError, CorpusError, LabkitError
 from labkit.melody import Melody
 
-MIDI_SUFFIXES = (".mid", ".midi", ".kar")
 #: Symbols of the pitch view: MIDI pitches 0..127.
 PITCH_ALPHABET = 128
 MAX_PITCH = 127
@@ -99,7 +100,7 @@ def corpus_pitch_view(*melody_lists: Sequence[Melody]) -> tuple[Callable[[Melody
     IDyOM's alphabet is the set of pitches in the whole dataset, which matters only
     when a model falls back to "any pitch" (order -1): it then spreads its bet over,
     say, 27 pitches instead of 128. Pass every melody the view will see (evaluated
-    and pretraining tunes). Returns ``(view, alphabet size)`` for :func:`cross_validate`.
+    and pretraining tunes). Returns ``(view, alphabet size)`` for :func:`cross_entropy_cv`.
 
     Notebook: 04_lstm_melody_model.ipynb
 
@@ -258,7 +259,7 @@ def near_duplicates(candidates: Sequence, references: Sequence, *, n: int = DUPL
 
 @dataclass
 class CVResult:
-    """The outcome of :func:`cross_validate`.
+    """The outcome of :func:`cross_entropy_cv`.
 
     Attributes:
         folds: bits per note of each fold (its total bits / its notes).
@@ -318,7 +319,7 @@ def _accepts_pretrain(model) -> bool:
         return False
 
 
-def cross_validate(sequences: Sequence, model_factory: Callable[[], object], k: int = 10, seed: int = 0,
+def cross_entropy_cv(sequences: Sequence, model_factory: Callable[[], object], k: int = 10, seed: int = 0,
                    pretrain: Sequence | None = None, *, view="pitch", notes: Sequence[int] | None = None,
                    progress: Callable[[int, int, float, float], None] | None = None) -> CVResult:
     """Cross-entropy of a model under ``k``-fold cross-validation by tune.
@@ -355,7 +356,7 @@ def cross_validate(sequences: Sequence, model_factory: Callable[[], object], k: 
 
     Example:
         >>> tunes = [np.array([60, 62, 64, 65, 67] * 3) + i % 3 for i in range(12)]
-        >>> r = cross_validate(tunes, lambda: NgramModel(128, "ltm", max_order=2), k=3)
+        >>> r = cross_entropy_cv(tunes, lambda: NgramModel(128, "ltm", max_order=2), k=3)
         >>> len(r.folds), r.notes, bool(r.mean_bits_per_note < 2)
         (3, 180, True)
     """
@@ -416,7 +417,7 @@ def cross_validate(sequences: Sequence, model_factory: Callable[[], object], k: 
 
 
 # =====================================================================================
-# Models for cross_validate
+# Models for cross_entropy_cv
 # =====================================================================================
 
 class NgramModel:
@@ -556,7 +557,7 @@ class LSTMModel:
     ``fit(train)``: a tenth of the tunes (by tune, from ``settings.seed``) is held out for
     early stopping, and :func:`labkit.train.fit` trains from scratch on the rest.
     ``fit(train, pretrain)``: the model is first trained on the pretraining tunes
-    (once per ``cache``: every fold of :func:`cross_validate` gets the same
+    (once per ``cache``: every fold of :func:`cross_entropy_cv` gets the same
     pretraining set), then fine-tuned on the fold's tunes with early stopping.
     The model does not adapt while it reads a test tune.
 
@@ -627,7 +628,7 @@ class LSTMModel:
         from flax import nnx
 
         from labkit.models import make_model
-        from labkit.train_shipped import finetune
+        from labkit.train import finetune
 
         self._check(pretrain)
         key = (_digest(pretrain), self.alphabet_size, s)
@@ -781,24 +782,19 @@ class HybridModel:
         return out
 
 
-_LOG_SOFTMAX = None
-
-
+@functools.cache
 def _log_softmax_fn():
     """A jitted ``(model, tokens [B, T+1]) -> log p(. | tokens[:, :t])`` ``[B, T, V]`` (built on first use)."""
-    global _LOG_SOFTMAX
-    if _LOG_SOFTMAX is None:
-        import jax
-        import jax.numpy as jnp
-        from flax import nnx
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
 
-        @nnx.jit
-        def log_softmax(model, tokens):
-            logits = model(tokens[:, :-1]).astype(jnp.float32)
-            return jax.nn.log_softmax(logits, axis=-1)
+    @nnx.jit
+    def log_softmax(model, tokens):
+        logits = model(tokens[:, :-1]).astype(jnp.float32)
+        return jax.nn.log_softmax(logits, axis=-1)
 
-        _LOG_SOFTMAX = log_softmax
-    return _LOG_SOFTMAX
+    return log_softmax
 
 
 # =====================================================================================
@@ -834,9 +830,11 @@ def load_midi_dir(midi_dir: str | os.PathLike, steps_per_quarter: int = 4
     root = Path(midi_dir)
     if not root.is_dir():
         raise CorpusError("not a folder", root)
-    paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES)
     melodies, skipped = [], []
-    for path in paths:
+    for path, problem in find_midi_files(root):
+        if problem:                   # a folder with no MIDI file
+            skipped.append((path, problem))
+            continue
         try:
             melodies.append(read_melody(path, steps_per_quarter))
         except LabkitError as exc:

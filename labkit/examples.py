@@ -19,6 +19,8 @@ def example_midi(name: str = "mozart") -> Path:
 
     >>> example_midi("mozart").name
     'mozart_k525_short.mid'
+
+    Notebook: 01_midi_and_notesequences.ipynb
     """
     if name not in EXAMPLES:
         raise ConfigError(f"no example called {name!r}; choose one of {', '.join(EXAMPLES)}")

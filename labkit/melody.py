@@ -14,11 +14,14 @@ Notebook: 02_preprocessing.ipynb
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 
-from labkit.errors import EncodingError
+from labkit._common import KEY_TONIC_NAMES  # noqa: F401 - key names, read from here by notebooks
+from labkit.errors import ConfigError, EncodingError
 
 NOTE_OFF = -1
 NO_EVENT = -2
@@ -128,6 +131,78 @@ class Melody:
 
 
 # =====================================================================================
+# Notes: one table for sequences and melodies, in seconds (what audio and viz read)
+# =====================================================================================
+#: Velocity given to the notes of a :class:`Melody` when it is heard or drawn (Magenta's default).
+MELODY_VELOCITY = 100
+
+
+class Notes(NamedTuple):
+    """The notes of a sequence or melody, one array entry per note (all arrays ``[num_notes]``).
+
+    ``pitch`` (MIDI 0..127), ``velocity`` (1..127), ``start`` and ``end`` (seconds),
+    ``program`` (General MIDI 0..127), ``is_drum`` (bool), ``instrument`` (the track id).
+    """
+
+    pitch: np.ndarray
+    velocity: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    program: np.ndarray
+    is_drum: np.ndarray
+    instrument: np.ndarray
+
+
+def as_notes(sequence_or_melody, *, program: int | None = None) -> Notes:
+    """The notes of a ``note_seq.NoteSequence`` or a :class:`labkit.melody.Melody`, in seconds.
+
+    A melody's steps become seconds as ``steps * 60 / (qpm * steps_per_quarter)``;
+    its notes get velocity :data:`MELODY_VELOCITY` and program 0 (piano).
+    ``program`` (0..127), when given, replaces the program of every pitched note.
+    Notes with no length are dropped.
+
+    Notebook: 01_midi_and_notesequences.ipynb
+
+    >>> n = as_notes(Melody.from_notes([60, 62], [0, 4], [4, 6], qpm=120))
+    >>> n.start.tolist(), n.end.tolist()
+    ([0.0, 0.5], [0.5, 0.75])
+    """
+    if program is not None and not (isinstance(program, (int, np.integer)) and 0 <= program <= 127):
+        raise ConfigError(f"program must be a General MIDI program 0..127, not {program!r}")
+    if isinstance(sequence_or_melody, Melody):
+        m = sequence_or_melody
+        pitches, starts, ends = m.notes()
+        seconds_per_step = 60.0 / (float(m.qpm) * m.steps_per_quarter)
+        if not (math.isfinite(seconds_per_step) and seconds_per_step > 0):
+            raise ConfigError(f"melody tempo qpm={m.qpm} and steps_per_quarter={m.steps_per_quarter} "
+                              "give no positive step length", m.source or None)
+        n = len(pitches)
+        notes = Notes(pitches.astype(np.int32), np.full(n, MELODY_VELOCITY, np.int32),
+                      starts * seconds_per_step, ends * seconds_per_step,
+                      np.zeros(n, np.int32), np.zeros(n, bool), np.zeros(n, np.int32))
+    elif hasattr(sequence_or_melody, "notes") and hasattr(sequence_or_melody, "total_time"):
+        ns = sequence_or_melody.notes
+        notes = Notes(np.array([x.pitch for x in ns], np.int32),
+                      np.array([x.velocity for x in ns], np.int32),
+                      np.array([x.start_time for x in ns], np.float64),
+                      np.array([x.end_time for x in ns], np.float64),
+                      np.array([x.program for x in ns], np.int32),
+                      np.array([x.is_drum for x in ns], bool),
+                      np.array([x.instrument for x in ns], np.int32))
+    else:
+        raise ConfigError("expected a note_seq.NoteSequence or a labkit.melody.Melody, "
+                          f"not {type(sequence_or_melody).__name__}")
+    if len(notes.pitch) and not (np.isfinite(notes.start).all() and np.isfinite(notes.end).all()):
+        raise ConfigError("a note has a start or end time that is not a finite number")
+    keep = (notes.end > notes.start) & (notes.pitch >= 0) & (notes.pitch <= 127)
+    notes = Notes(*(a[keep] for a in notes))
+    notes = notes._replace(start=np.maximum(notes.start, 0.0), velocity=np.clip(notes.velocity, 1, 127))
+    if program is not None:
+        notes = notes._replace(program=np.where(notes.is_drum, notes.program, program).astype(np.int32))
+    return notes
+
+
+# =====================================================================================
 # Preprocessing: quantize, extract melodies, transpose, keys, phrases.
 #
 # note_seq is imported inside the functions that need it, so that
@@ -140,7 +215,8 @@ class Melody:
 KRUMHANSL_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
 KRUMHANSL_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 
-PITCH_CLASS_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+# Key names: ``f"{KEY_TONIC_NAMES[melody.key]} {melody.mode}"`` is ``"Eb major"`` (the table is
+# labkit._common's, imported above, so that ``from labkit.melody import KEY_TONIC_NAMES`` works).
 
 # NoteSequence.KeySignature.Mode -> the two modes a Melody knows, by the quality of the third.
 _MODE_FROM_PROTO = {0: "major", 1: "minor", 2: "major", 3: "major", 4: "minor", 5: "minor",
@@ -670,7 +746,10 @@ def transpose(melody: Melody, semitones: int) -> Melody:
 
 
 def pitch_class_durations(melody: Melody) -> np.ndarray:
-    """Total duration in steps of each pitch class 0..11 (float ``[12]``; rests not counted)."""
+    """Total duration in steps of each pitch class 0..11 (float ``[12]``; rests not counted).
+
+    Notebook: 02_preprocessing.ipynb
+    """
     pitches, starts, ends = melody.notes()
     return np.bincount(pitches % 12, weights=(ends - starts).astype(np.float64), minlength=12)
 
@@ -681,6 +760,8 @@ def key_correlations(melody: Melody) -> np.ndarray:
 
     All zeros when the durations carry no information (no notes, or all twelve
     pitch classes equally long).
+
+    Notebook: 02_preprocessing.ipynb
     """
     hist = pitch_class_durations(melody)
     h = hist - hist.mean()
@@ -727,6 +808,8 @@ def key_shift(tonic: int, mode: str) -> int:
 
     >>> key_shift(7, "major"), key_shift(4, "minor")
     (5, 5)
+
+    Notebook: 02_preprocessing.ipynb
     """
     target = 9 if mode == "minor" else 0
     return (target - int(tonic) + 6) % 12 - 6

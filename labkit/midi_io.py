@@ -11,10 +11,9 @@ Two readers build the same ``NoteSequence``:
 
 * ``reader="symusic"`` (the default, ``"auto"``): the C++ parser symusic reads
   the notes in ticks, and :func:`read_midi_bytes` converts them to seconds with
-  the tempo map itself. About 5 to 9 times faster than note_seq per file
-  (median; 7 to 22 times in total time, as long files gain most). symusic's
-  parse alone is about 100 times faster: the rest is Python building one
-  protobuf message per note (``benchmarks/README.md``).
+  the tempo map itself. Several times faster than note_seq per file; most of
+  its time is Python building one protobuf message per note, not parsing
+  (figures: ``benchmarks/README.md``, "MIDI reading").
 * ``reader="note_seq"``: ``note_seq.midi_to_note_sequence`` (pretty_midi and
   mido underneath), the reference of the Magenta ecosystem.
 
@@ -50,7 +49,6 @@ import io
 import os
 import re
 import struct
-import tempfile
 import warnings
 from pathlib import Path
 from typing import NamedTuple
@@ -63,6 +61,7 @@ with warnings.catch_warnings():
     import note_seq
     from note_seq import music_pb2
 
+from labkit._common import atomic_write
 from labkit.errors import ConfigError, MidiReadError, MidiValueError, NoNotesError
 
 #: The readers :func:`read_midi` knows; ``"auto"`` is symusic.
@@ -493,9 +492,6 @@ def require_notes(sequence: music_pb2.NoteSequence, path: str | os.PathLike | No
 
 # --- writing --------------------------------------------------------------------------
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
 def midi_to_bytes(sequence: music_pb2.NoteSequence) -> bytes:
     """The bytes of a standard MIDI file (format 1) holding ``sequence``.
 
@@ -534,19 +530,7 @@ def write_midi(sequence: music_pb2.NoteSequence, path: str | os.PathLike) -> Pat
 
     Notebook: 01_midi_and_notesequences.ipynb
     """
-    path = Path(path)
-    data = midi_to_bytes(sequence)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".mid.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes the file private; give it the usual mode
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return atomic_write(path, midi_to_bytes(sequence))
 
 
 # --- describing -----------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """A folder of anyone's MIDI files -> a dataset the course can train on.
 
-:func:`prepare_midi_folder` reads every ``.mid``/``.midi`` file under a folder,
+:func:`prepare_midi_folder` reads every MIDI file (``.mid``, ``.midi``, ``.kar``) under a folder,
 extracts its monophonic melodies (:func:`labkit.melody.extract_melodies`), and
 writes them in the corpus layout: ``midi/<collection>/<id>.mid`` plus a
 ``manifest.csv`` with the corpus's columns, so that
@@ -17,14 +17,14 @@ Notebook: 02_preprocessing.ipynb
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from labkit._common import KEY_TONIC_NAMES, MIDI_SUFFIXES, atomic_write, find_midi_files
 from labkit.errors import ConfigError, CorpusError, LabkitError
-
-MIDI_SUFFIXES = (".mid", ".midi", ".kar")
 
 
 def _slug(text: str) -> str:
@@ -70,14 +70,6 @@ class PrepareReport:
                 f"{self.skipped} skipped; dataset in {self.out_dir}")
 
 
-def find_midi_files(midi_dir: str | os.PathLike) -> list[Path]:
-    """Every MIDI file under ``midi_dir`` (recursively), sorted, by suffix (case-insensitive)."""
-    root = Path(midi_dir)
-    if not root.is_dir():
-        raise ConfigError("not a folder", root)
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES)
-
-
 def prepare_midi_folder(midi_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                         style: str = "user", collection: str | None = None,
                         steps_per_quarter: int = 4, min_notes: int = 8,
@@ -100,6 +92,8 @@ def prepare_midi_folder(midi_dir: str | os.PathLike, out_dir: str | os.PathLike,
     Example:
         >>> report = prepare_midi_folder("my_midi", "my_dataset")      # doctest: +SKIP
         >>> mels = labkit.data.load_melodies("my_dataset")             # doctest: +SKIP
+
+    Notebook: 02_preprocessing.ipynb
     """
     from labkit.corpus import MANIFEST_COLUMNS, split_of
     from labkit.melody import extract_melodies, melody_to_sequence
@@ -108,7 +102,12 @@ def prepare_midi_folder(midi_dir: str | os.PathLike, out_dir: str | os.PathLike,
     midi_root = Path(midi_dir)
     out = Path(out_dir)
     collection = _slug(collection or midi_root.resolve().name).replace("-", "")
-    files = find_midi_files(midi_root)
+    if not midi_root.is_dir():
+        raise ConfigError("not a folder", midi_root)
+    found = find_midi_files(midi_root)
+    if found[0][1]:                                # the folder holds no MIDI file
+        raise CorpusError(f"no MIDI files ({', '.join(MIDI_SUFFIXES)}) in this folder", midi_root)
+    files = [Path(p) for p, _ in found]
     report = PrepareReport(out)
     rows = []
     used_ids: set[str] = set()
@@ -146,27 +145,20 @@ def prepare_midi_folder(midi_dir: str | os.PathLike, out_dir: str | os.PathLike,
             progress(result)
     if rows:
         _write_csv(out / "manifest.csv", rows, MANIFEST_COLUMNS)
-    if files:
-        _write_csv(out / "prepare_report.csv",
-                   [{"file": f.path, "status": f.status, "melodies": f.melodies, "reason": f.reason}
-                    for f in report.files], ("file", "status", "melodies", "reason"))
-    elif not files:
-        raise CorpusError("no MIDI files (.mid, .midi, .kar) in this folder", midi_root)
+    _write_csv(out / "prepare_report.csv",
+               [{"file": f.path, "status": f.status, "melodies": f.melodies, "reason": f.reason}
+                for f in report.files], ("file", "status", "melodies", "reason"))
     return report
 
 
-_KEY_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
-
-
 def _key_name(pitch_class: int) -> str:
-    return _KEY_NAMES[int(pitch_class) % 12]
+    return KEY_TONIC_NAMES[int(pitch_class) % 12]
 
 
 def _write_csv(path: Path, rows: list[dict], columns) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(columns), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    """Write ``rows`` as CSV, atomically (a reader never sees half a manifest)."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(path, text.getvalue().encode("utf-8"))

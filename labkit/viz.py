@@ -1,7 +1,7 @@
 """See what the models make: piano rolls and pitch histograms (matplotlib).
 
 Both plots take a ``note_seq.NoteSequence`` or a :class:`labkit.melody.Melody`
-(read through :func:`labkit.audio.as_notes`, so time is in seconds for both)
+(read through :func:`labkit.melody.as_notes`, so time is in seconds for both)
 and draw into a given matplotlib ``Axes`` or a new figure. Each returns the
 ``Axes``, so a notebook can add to it or a test can count what was drawn.
 
@@ -11,23 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from labkit.audio import as_notes
+from labkit._common import PITCH_CLASS_NAMES, pitch_name
 from labkit.errors import ConfigError
+from labkit.melody import as_notes
 
-PITCH_CLASS_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 _BLACK_KEYS = {1, 3, 6, 8, 10}
-
-
-def pitch_name(pitch: int) -> str:
-    """Scientific pitch name of a MIDI pitch, sharps for black keys: 60 -> ``'C4'``, 69 -> ``'A4'``.
-
-    Notebook: 01_midi_and_notesequences.ipynb
-
-    >>> pitch_name(60), pitch_name(61), pitch_name(21)
-    ('C4', 'C#4', 'A0')
-    """
-    pitch = int(pitch)
-    return f"{PITCH_CLASS_NAMES[pitch % 12]}{pitch // 12 - 1}"
 
 
 def _axes(ax, figsize):

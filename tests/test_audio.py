@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from labkit import audio
+from labkit._common import file_mode
 from labkit.errors import ConfigError, LabkitError
 from labkit.melody import Melody
 
@@ -183,7 +184,7 @@ def test_soundfont_pan_reaches_the_stereo_channels():
 def test_drums_render_with_the_drum_kit(method):
     drums = sequence((36, 0.0, 0.1, 0, True), (38, 0.5, 0.6, 0, True), (42, 1.0, 1.1, 0, True))
     a = audio.render(drums, method=method)
-    assert np.isfinite(a).all() and np.abs(a).max() > 0.5
+    assert np.isfinite(a).all() and np.abs(a).max() == pytest.approx(10 ** (audio.PEAK_DBFS / 20), rel=1e-4)
     pitched = audio.render(sequence((36, 0.0, 0.1), (38, 0.5, 0.6), (42, 1.0, 1.1)), method=method)
     assert not np.array_equal(a[:len(pitched)], pitched[:len(a)])  # the kit, not a piano
 
@@ -216,6 +217,8 @@ def test_write_wav_is_readable_with_the_right_rate_and_frames(tmp_path, channels
         pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(len(a), channels)
     assert np.abs(pcm / 32767.0 - a.reshape(len(a), channels)).max() <= 1 / 32767
     assert [p.name for p in path.parent.iterdir()] == ["x.wav"]  # no temporary file left
+    # the mode every writer gives (as open() would), not mkstemp's private 0600
+    assert path.stat().st_mode & 0o777 == file_mode()
 
 
 def test_write_wav_clips_loud_audio_with_a_warning(tmp_path):
@@ -287,11 +290,3 @@ def test_bad_inputs_raise_labkit_errors(tmp_path):
     with pytest.raises(ConfigError):
         audio.write_wav(tmp_path / "x.wav", np.zeros(10), sample_rate=0)
     assert issubclass(audio.SoundFontError, LabkitError)
-
-
-def test_as_notes_converts_melody_steps_to_seconds():
-    m = Melody.from_notes([60, 62], [0, 4], [4, 6], qpm=60, steps_per_quarter=4)  # a step is 0.25 s
-    notes = audio.as_notes(m)
-    assert notes.pitch.tolist() == [60, 62]
-    assert notes.start.tolist() == [0.0, 1.0] and notes.end.tolist() == [1.0, 1.5]
-    assert notes.velocity.tolist() == [audio.MELODY_VELOCITY] * 2

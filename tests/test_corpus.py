@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from labkit import corpus
+from labkit.corpus import build as corpus_build
 from labkit.errors import ConfigError, CorpusError, LabkitError
 
 REPO_DATA = Path(__file__).resolve().parent.parent / "data"
@@ -101,7 +102,7 @@ def test_reading_tunes_back_gives_the_manifests_note_counts(manifest):
 def test_build_report_lists_skipped_tunes_with_reasons():
     import json
 
-    report = json.loads((REPO_DATA / corpus.REPORT_FILE).read_text(encoding="utf-8"))
+    report = json.loads((REPO_DATA / corpus_build.REPORT_FILE).read_text(encoding="utf-8"))
     assert report["tunes"] >= 10_000
     for entry in report["skipped"]:
         assert entry["reason"] and entry["id"] and entry["collection"] in report["collections"]
@@ -111,6 +112,16 @@ def test_build_report_lists_skipped_tunes_with_reasons():
 # --------------------------------------------------------------------------
 # Finding and reading: errors and filters
 # --------------------------------------------------------------------------
+
+def test_reading_the_corpus_imports_no_music21():
+    import subprocess
+    import sys
+
+    code = ("import sys, labkit.corpus as c; m = c.load_manifest(); c.read_tune(m.iloc[0]); "
+            "print('music21' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
 
 def test_corpus_root_prefers_labkit_data(monkeypatch, tmp_path):
     monkeypatch.setenv("LABKIT_DATA", str(tmp_path))
@@ -171,7 +182,7 @@ music21 = pytest.importorskip("music21")
 
 def test_abc_to_sequence_merges_ties_pads_the_pickup_and_reads_tempo_and_key():
     text = "X:1\nT:t\nM:3/4\nL:1/4\nQ:1/4=90\nK:Ador\nE | A2 B- | B c z | d3 |]\n"
-    seq, info = corpus.abc_to_sequence(text)
+    seq, info = corpus_build.abc_to_sequence(text)
     assert [n.pitch for n in seq.notes] == [64, 69, 71, 72, 74]      # B-B tie merged
     spq = 60.0 / 90.0
     starts = [round(n.start_time / spq, 6) for n in seq.notes]
@@ -188,23 +199,23 @@ def test_abc_to_sequence_merges_ties_pads_the_pickup_and_reads_tempo_and_key():
 
 def test_infer_mode_turns_a_tonic_only_key_minor_when_the_minor_third_dominates():
     text = "X:1\nM:2/4\nL:1/8\nK:D\nD2 =F2 | A2 =F2 | E2 D2 | D4 |]\n"   # Essen style: D minor as K:D
-    seq, info = corpus.abc_to_sequence(text, infer_mode=True)
+    seq, info = corpus_build.abc_to_sequence(text, infer_mode=True)
     assert info["key"] == "D minor"
     assert (seq.key_signatures[0].key, seq.key_signatures[0].mode) == (2, seq.key_signatures[0].MINOR)
-    assert corpus.abc_to_sequence(text)[1]["key"] == "D major"
+    assert corpus_build.abc_to_sequence(text)[1]["key"] == "D major"
     major = text.replace("=F", "F")
-    assert corpus.abc_to_sequence(major, infer_mode=True)[1]["key"] == "D major"
+    assert corpus_build.abc_to_sequence(major, infer_mode=True)[1]["key"] == "D major"
 
 
 def test_abc_to_sequence_keeps_the_top_note_of_chords_and_expands_repeats():
-    seq, info = corpus.abc_to_sequence("X:1\nM:2/4\nL:1/8\nK:C\n|: [CEG]2 D2 | E2 F2 :| G2 A2 | G4 |]\n")
+    seq, info = corpus_build.abc_to_sequence("X:1\nM:2/4\nL:1/8\nK:C\n|: [CEG]2 D2 | E2 F2 :| G2 A2 | G4 |]\n")
     assert [n.pitch for n in seq.notes] == [67, 62, 64, 65, 67, 62, 64, 65, 67, 69, 67]
     assert info["warnings"] == []
 
 
 def test_end_repeats_without_start_repeat_from_the_previous_section():
     # ABC: `:|` with no `|:` goes back to the previous `:|` (music21 alone goes back further)
-    seq, info = corpus.abc_to_sequence("X:1\nM:2/4\nL:1/8\nK:C\nA2B2|c2d2:|e2f2|g2a2:|\n")
+    seq, info = corpus_build.abc_to_sequence("X:1\nM:2/4\nL:1/8\nK:C\nA2B2|c2d2:|e2f2|g2a2:|\n")
     names = "A B c d A B c d e f g a e f g a".split()
     midi = {"A": 69, "B": 71, "c": 72, "d": 74, "e": 76, "f": 77, "g": 79, "a": 81}
     assert [n.pitch for n in seq.notes] == [midi[x] for x in names]
@@ -212,11 +223,11 @@ def test_end_repeats_without_start_repeat_from_the_previous_section():
 
 
 def test_bad_abc_raises_tune_error():
-    with pytest.raises(corpus.TuneError, match="cannot parse"):
-        corpus.abc_to_sequence("X:1\nM:4/4\nL:1/8\nK:C\nC/0 D|\n")
-    with pytest.raises(corpus.TuneError, match="no notes"):
-        corpus.abc_to_sequence("X:1\nM:4/4\nL:1/8\nK:C\nx8|\n")
-    assert issubclass(corpus.TuneError, LabkitError)
+    with pytest.raises(corpus_build.TuneError, match="cannot parse"):
+        corpus_build.abc_to_sequence("X:1\nM:4/4\nL:1/8\nK:C\nC/0 D|\n")
+    with pytest.raises(corpus_build.TuneError, match="no notes"):
+        corpus_build.abc_to_sequence("X:1\nM:4/4\nL:1/8\nK:C\nx8|\n")
+    assert issubclass(corpus_build.TuneError, LabkitError)
 
 
 def test_satb_score_becomes_four_instruments_soprano_first():
@@ -229,15 +240,15 @@ def test_satb_score_becomes_four_instruments_soprano_first():
         part.append(meter.TimeSignature("4/4"))
         part.append([note.Note(pitch, quarterLength=2), note.Note(pitch + 2, quarterLength=2)])
         score.insert(0, part)
-    seq, info = corpus.music21_to_sequence(score, "satb")
-    assert [i.name for i in seq.instrument_infos] == list(corpus.CHORALE_VOICES)
+    seq, info = corpus_build.music21_to_sequence(score, "satb")
+    assert [i.name for i in seq.instrument_infos] == list(corpus_build.CHORALE_VOICES)
     by_instrument = {i: sorted(n.pitch for n in seq.notes if n.instrument == i) for i in range(4)}
     assert by_instrument == {0: [72, 74], 1: [64, 66], 2: [55, 57], 3: [48, 50]}
-    assert {n.program for n in seq.notes} == {corpus.CHORALE_PROGRAM}
+    assert {n.program for n in seq.notes} == {corpus_build.CHORALE_PROGRAM}
     assert info["notes"] == 2
     score.remove(score.parts[0])  # no bass: not a chorale
-    with pytest.raises(corpus.TuneError, match="four-part chorale"):
-        corpus.music21_to_sequence(score, "satb")
+    with pytest.raises(corpus_build.TuneError, match="four-part chorale"):
+        corpus_build.music21_to_sequence(score, "satb")
 
 
 # --------------------------------------------------------------------------
@@ -280,9 +291,9 @@ K:D
 """
 
 
-def _toy_collection(root: Path) -> corpus.Collection:
+def _toy_collection(root: Path) -> corpus_build.Collection:
     (root / "toy.abc").write_text(TOY_ABC, encoding="utf-8")
-    return corpus.Collection("toy", "test", root, ("toy.abc",), ids="subset")
+    return corpus_build.Collection("toy", "test", root, ("toy.abc",), ids="subset")
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
@@ -295,7 +306,7 @@ def test_build_keeps_good_tunes_reports_bad_ones_and_reruns_without_rewriting(tm
     src.mkdir()
     col = _toy_collection(src)
     out = tmp_path / "out"
-    report = corpus.build(out, jobs=1, progress=False, collections=[col])
+    report = corpus_build.build(out, jobs=1, progress=False, collections=[col])
 
     m = corpus.load_manifest(out)
     assert m["id"].tolist() == ["toy-toy-0001", "toy-toy-0003", "toy-toy-0005"]
@@ -313,13 +324,13 @@ def test_build_keeps_good_tunes_reports_bad_ones_and_reruns_without_rewriting(tm
         assert len(corpus.read_tune(row._asdict(), out).notes) == row.notes
 
     before = _snapshot(out)
-    again = corpus.build(out, jobs=1, progress=False, collections=[col])
+    again = corpus_build.build(out, jobs=1, progress=False, collections=[col])
     assert (again.converted, again.reused, again.written, again.removed) == (0, 5, [], 0)
     assert _snapshot(out) == before  # same bytes, same modification times
 
     # A changed tune is converted again; a tune that disappears loses its file.
     (src / "toy.abc").write_text(TOY_ABC.replace("g4 |]", "g2 a2 |]").split("X:5")[0], encoding="utf-8")
-    third = corpus.build(out, jobs=1, progress=False, collections=[col])
+    third = corpus_build.build(out, jobs=1, progress=False, collections=[col])
     assert third.converted == 1 and third.removed == 1
     m3 = corpus.load_manifest(out)
     assert m3["id"].tolist() == ["toy-toy-0001", "toy-toy-0003"]
@@ -331,8 +342,8 @@ def test_build_is_deterministic_and_parallel_build_matches(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     col = _toy_collection(src)
-    corpus.build(tmp_path / "a", jobs=1, progress=False, collections=[col])
-    corpus.build(tmp_path / "b", jobs=2, progress=False, collections=[col])
+    corpus_build.build(tmp_path / "a", jobs=1, progress=False, collections=[col])
+    corpus_build.build(tmp_path / "b", jobs=2, progress=False, collections=[col])
     a, b = _snapshot(tmp_path / "a"), _snapshot(tmp_path / "b")
     assert a.keys() == b.keys() and {k: v[0] for k, v in a.items()} == {k: v[0] for k, v in b.items()}
 
@@ -342,18 +353,18 @@ def test_build_only_rebuilds_one_collection_and_keeps_the_others(tmp_path):
     src.mkdir()
     toy = _toy_collection(src)
     (src / "other.abc").write_text("X:1\nT:Other\nM:2/4\nL:1/8\nK:C\nC2 E2 | G4 |]\n", encoding="utf-8")
-    other = corpus.Collection("other", "test2", src, ("other.abc",), ids="file")
+    other = corpus_build.Collection("other", "test2", src, ("other.abc",), ids="file")
     out = tmp_path / "out"
-    corpus.build(out, jobs=1, progress=False, collections=[toy, other])
+    corpus_build.build(out, jobs=1, progress=False, collections=[toy, other])
     assert corpus.load_manifest(out)["id"].tolist() == ["toy-toy-0001", "toy-toy-0003", "toy-toy-0005",
                                                         "other-other"]
     (src / "other.abc").write_text("X:1\nT:Other\nM:2/4\nL:1/8\nK:C\nC2 E2 | G2 c2 |]\n", encoding="utf-8")
-    report = corpus.build(out, jobs=1, progress=False, collections=[toy, other], only=["other"])
+    report = corpus_build.build(out, jobs=1, progress=False, collections=[toy, other], only=["other"])
     assert report.converted == 1 and report.counts["toy"]["tunes"] == 3 and report.counts["toy"]["skipped"] == 2
     m = corpus.load_manifest(out)
     assert len(m) == 4 and m.set_index("id").loc["other-other", "notes"] == 4
     with pytest.raises(ConfigError, match="unknown collection 'nope'"):
-        corpus.build(out, jobs=1, progress=False, collections=[toy, other], only=["nope"])
+        corpus_build.build(out, jobs=1, progress=False, collections=[toy, other], only=["nope"])
 
 
 def test_cli_reports_a_bad_collection_in_one_line(tmp_path, capsys):

@@ -6,8 +6,8 @@ import pytest
 
 from labkit.cli import main
 from labkit.errors import ConfigError, CorpusError
-from labkit.evaluate import (CVResult, HybridModel, LSTMEnsemble, LSTMModel, LSTMSettings, NgramModel, cross_validate,
-                             event_view, interval_ngrams, kfold_by_tune, load_midi_dir, near_duplicates,
+from labkit.evaluate import (CVResult, HybridModel, LSTMEnsemble, LSTMModel, LSTMSettings, NgramModel,
+                             cross_entropy_cv, event_view, interval_ngrams, kfold_by_tune, load_midi_dir, near_duplicates,
                              pitch_view, transpose_rows)
 from labkit.melody import Melody, melody_to_sequence
 from labkit.midi_io import write_midi
@@ -47,6 +47,29 @@ def test_every_tune_is_tested_exactly_once(n, k):
     assert not all(np.array_equal(a[1], b[1]) for a, b in zip(folds, kfold_by_tune(n, k, seed=5)))
 
 
+@pytest.mark.parametrize("n,k", [(23, 10), (7, 3)])
+def test_kfold_by_tune_matches_scikit_learn_kfold_on_the_shuffled_tunes(n, k):
+    from sklearn.model_selection import KFold
+
+    order = np.random.default_rng(4).permutation(n)
+    expected = [(np.sort(order[train]), np.sort(order[test])) for train, test in KFold(n_splits=k).split(order)]
+    for (train, test), (want_train, want_test) in zip(kfold_by_tune(n, k, seed=4), expected, strict=True):
+        np.testing.assert_array_equal(train, want_train)
+        np.testing.assert_array_equal(test, want_test)
+
+
+def test_bits_are_scikit_learn_log_loss_in_bits():
+    from sklearn.metrics import log_loss
+
+    from labkit.evaluate import _bits
+
+    rng = np.random.default_rng(0)
+    dist = rng.dirichlet(np.ones(6), size=40)
+    symbols = rng.integers(0, 6, size=40)
+    bits = _bits([dist], [symbols])[0]
+    assert np.isclose(bits.mean(), log_loss(symbols, dist, labels=range(6)) / np.log(2))
+
+
 def test_bad_fold_counts():
     with pytest.raises(ConfigError, match="at least 5 tunes"):
         kfold_by_tune(4, 5)
@@ -77,11 +100,11 @@ def test_near_duplicate_filter():
 
 # --- cross-validation ----------------------------------------------------------------------------
 
-def test_cross_validate_accounts_for_every_note():
+def test_cross_entropy_cv_accounts_for_every_note():
     tunes = make_tunes(25)
     folds_seen = []
-    r = cross_validate(tunes, lambda: NgramModel(128, "ltm", max_order=2), k=5, seed=1,
-                       progress=lambda f, k, bits, s: folds_seen.append(f))
+    r = cross_entropy_cv(tunes, lambda: NgramModel(128, "ltm", max_order=2), k=5, seed=1,
+                         progress=lambda f, k, bits, s: folds_seen.append(f))
     assert isinstance(r, CVResult) and folds_seen == [0, 1, 2, 3, 4]
     notes = [len(t.pitches) for t in tunes]
     assert r.notes == sum(notes) == r.symbols
@@ -90,24 +113,31 @@ def test_cross_validate_accounts_for_every_note():
     fold_notes = [sum(notes[i] for i in test) for _, test in kfold_by_tune(25, 5, 1)]
     assert np.isclose(np.dot(r.folds, fold_notes) / sum(fold_notes), r.mean_bits_per_note)
     assert np.isclose(sum(r.tune_bits) / r.notes, r.mean_bits_per_note)
-    assert 0 < r.mean_bits_per_note < np.log2(128)
-    again = cross_validate(tunes, lambda: NgramModel(128, "ltm", max_order=2), k=5, seed=1)
+    # each tune's bits are those of a model fitted on the other folds alone
+    expected = np.zeros(len(tunes))
+    for train, test in kfold_by_tune(25, 5, 1):
+        model = NgramModel(128, "ltm", max_order=2)
+        model.fit([np.asarray(tunes[i].pitches, dtype=np.int64) for i in train])
+        scored = model.score([np.asarray(tunes[i].pitches, dtype=np.int64) for i in test])
+        expected[test] = [b.sum() for b in scored]
+    np.testing.assert_allclose(r.tune_bits, expected)
+    again = cross_entropy_cv(tunes, lambda: NgramModel(128, "ltm", max_order=2), k=5, seed=1)
     assert again.folds == r.folds
     assert r.to_json() == {"folds": r.folds, "mean_bits_per_note": r.mean_bits_per_note, "notes": r.notes}
 
 
 def test_event_view_reports_bits_per_note_and_per_event():
     tunes = make_tunes(12, seed=2)
-    r = cross_validate(tunes, lambda: NgramModel(90, "both+"), k=3, view="event")
+    r = cross_entropy_cv(tunes, lambda: NgramModel(90, "both+"), k=3, view="event")
     assert r.symbols == sum(len(event_view(t)) for t in tunes) > r.notes
     assert np.isclose(r.mean_bits_per_note * r.notes, r.mean_bits_per_symbol * r.symbols)
 
 
 def test_models_learn_better_than_chance_and_plus_models_help():
     tunes = make_tunes(40, seed=3)
-    results = {m: cross_validate(tunes, lambda m=m: NgramModel(128, m), k=5).mean_bits_per_note
+    results = {m: cross_entropy_cv(tunes, lambda m=m: NgramModel(128, m), k=5).mean_bits_per_note
                for m in ("ltm", "ltm+", "both+")}
-    order0 = cross_validate(tunes, lambda: NgramModel(128, "ltm", max_order=0), k=5).mean_bits_per_note
+    order0 = cross_entropy_cv(tunes, lambda: NgramModel(128, "ltm", max_order=0), k=5).mean_bits_per_note
     assert results["ltm"] < order0
     assert results["ltm+"] < results["ltm"]
 
@@ -129,7 +159,7 @@ def test_pretraining_drops_near_duplicates_of_evaluated_tunes():
     copy = tunes[4].pitches + 7
     unrelated = np.array([90, 91, 92, 93, 94, 95, 96, 97, 98, 99, 100])
     Recorder.seen = []
-    r = cross_validate(tunes, Recorder, k=5, pretrain=[copy, unrelated])
+    r = cross_entropy_cv(tunes, Recorder, k=5, pretrain=[copy, unrelated])
     assert r.pretrain_removed == 1 and r.pretrain_used == 1
     assert np.isclose(r.mean_bits_per_note, 1.0)
     for train in Recorder.seen:
@@ -142,19 +172,19 @@ def test_pretraining_drops_near_duplicates_of_evaluated_tunes():
         def fit(self, train, pretrain=None):
             got["pretrain"] = pretrain
 
-    cross_validate(tunes, Separate, k=5, pretrain=[copy, unrelated])
+    cross_entropy_cv(tunes, Separate, k=5, pretrain=[copy, unrelated])
     assert [tuple(p) for p in got["pretrain"]] == [tuple(unrelated)]
 
 
-def test_cross_validate_rejects_bad_scores_and_empty_tunes():
+def test_cross_entropy_cv_rejects_bad_scores_and_empty_tunes():
     class Bad(Recorder):
         def score(self, tests):
             return [np.full(len(t), np.inf) for t in tests]
 
     with pytest.raises(ConfigError, match="finite"):
-        cross_validate(make_tunes(6), Bad, k=3)
+        cross_entropy_cv(make_tunes(6), Bad, k=3)
     with pytest.raises(ConfigError, match="no notes"):
-        cross_validate([np.array([60, 62])] * 3 + [np.array([], dtype=int)], Recorder, k=2)
+        cross_entropy_cv([np.array([60, 62])] * 3 + [np.array([], dtype=int)], Recorder, k=2)
 
 
 # --- LSTM adapter --------------------------------------------------------------------------------
@@ -242,7 +272,7 @@ def test_hybrid_model_uses_what_the_tune_repeats():
     full = HybridModel(128, settings, ngram_models="both+")
     full.fit(tunes)
     assert np.isfinite(full.score([test])[0]).all()
-    r = cross_validate(tunes, lambda: HybridModel(128, settings, ngram_models="stm"), k=3)
+    r = cross_entropy_cv(tunes, lambda: HybridModel(128, settings, ngram_models="stm"), k=3)
     assert len(r.folds) == 3 and r.mean_bits_per_note < np.log2(128)
 
 
@@ -286,7 +316,9 @@ def test_cli_prints_json(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert set(out) == {"folds", "mean_bits_per_note", "notes"}
     assert out["notes"] == sum(len(t.pitches) for t in tunes)
-    assert len(out["folds"]) == 4 and 0 < out["mean_bits_per_note"] < 7
+    # the same numbers as the library call the command stands for (defaults: n-gram both+, seed 0)
+    melodies, _ = load_midi_dir(tmp_path / "midi")
+    assert out == cross_entropy_cv(melodies, lambda: NgramModel(128, "both+"), k=4, view="pitch").to_json()
 
 
 def test_cli_skips_a_broken_file_and_evaluates_the_rest(tmp_path, capsys):

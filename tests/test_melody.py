@@ -6,9 +6,10 @@ from note_seq.protobuf import music_pb2
 
 from labkit.errors import (ConfigError, EncodingError, LabkitError, MidiValueError, NoMelodyError,
                            NoNotesError)
-from labkit.melody import (KRUMHANSL_MAJOR, NO_EVENT, NOTE_OFF, Melody, _note_table, estimate_key,
-                           extract_melodies, key_correlations, key_shift, melody_to_sequence,
-                           normalize_key, normalize_note_values, quantize, split_phrases, transpose, tune_melody)
+from labkit.melody import (KEY_TONIC_NAMES, KRUMHANSL_MAJOR, KRUMHANSL_MINOR, MELODY_VELOCITY, NO_EVENT, NOTE_OFF,
+                           Melody, _note_table, as_notes, estimate_key, extract_melodies, key_correlations,
+                           key_shift, melody_to_sequence, normalize_key, normalize_note_values,
+                           pitch_class_durations, quantize, split_phrases, transpose, tune_melody)
 
 MAJOR_SCALE = [0, 2, 4, 5, 7, 9, 11]
 HARMONIC_MINOR = [0, 2, 3, 5, 7, 8, 11]
@@ -356,7 +357,12 @@ def test_estimate_key_is_transposition_equivariant_and_uses_durations():
     assert estimate_key(Melody.from_notes([60, 64, 67, 69], [0, 1, 2, 3], [1, 2, 3, 20])) == (9, "minor")
     assert estimate_key(Melody(np.array([], dtype=np.int32))) == (0, "major")
     corr = key_correlations(scale_melody(0, MAJOR_SCALE))
-    assert corr.shape == (2, 12) and np.all(np.abs(corr) <= 1 + 1e-12) and corr.argmax() == 0
+    assert corr.shape == (2, 12) and corr.argmax() == 0
+    # the same numbers as numpy's Pearson correlation with each rotated profile
+    hist = pitch_class_durations(scale_melody(0, MAJOR_SCALE))
+    expected = [[np.corrcoef(hist, np.roll(profile, tonic))[0, 1] for tonic in range(12)]
+                for profile in (KRUMHANSL_MAJOR, KRUMHANSL_MINOR)]
+    np.testing.assert_allclose(corr, expected, atol=1e-12)
     assert KRUMHANSL_MAJOR.argmax() == 0
 
 
@@ -462,3 +468,25 @@ def test_phrases_partition_the_melody():
         assert all(p.events[p.events != NO_EVENT][0] >= 0 for p in phrases[1:])  # phrases open with a note
         assert all(p.numerator == m.numerator and p.steps_per_quarter == m.steps_per_quarter for p in phrases)
     assert split_phrases(Melody(np.array([NO_EVENT, NO_EVENT]))) == []
+
+
+def test_as_notes_converts_melody_steps_to_seconds():
+    m = Melody.from_notes([60, 62], [0, 4], [4, 6], qpm=60, steps_per_quarter=4)  # a step is 0.25 s
+    notes = as_notes(m)
+    assert notes.pitch.tolist() == [60, 62]
+    assert notes.start.tolist() == [0.0, 1.0] and notes.end.tolist() == [1.0, 1.5]
+    assert notes.velocity.tolist() == [MELODY_VELOCITY] * 2
+    seq = melody_to_sequence(m, velocity=70, program=40)
+    from_seq = as_notes(seq)
+    np.testing.assert_allclose(from_seq.start, notes.start)
+    np.testing.assert_allclose(from_seq.end, notes.end)
+    assert from_seq.velocity.tolist() == [70, 70] and from_seq.program.tolist() == [40, 40]
+    assert as_notes(seq, program=5).program.tolist() == [5, 5]
+    with pytest.raises(ConfigError, match="General MIDI program"):
+        as_notes(m, program=128)
+    with pytest.raises(ConfigError, match="expected a note_seq.NoteSequence"):
+        as_notes([60, 62])
+
+
+def test_key_tonic_names_spell_keys_as_signatures_do():
+    assert [KEY_TONIC_NAMES[k] for k in (3, 8, 10, 6)] == ["Eb", "Ab", "Bb", "F#"]

@@ -310,6 +310,9 @@ def test_write_then_read_gives_the_notes_back(tmp_path):
     np.testing.assert_allclose([(n.start_time, n.end_time) for n in back.notes],
                                [(0.0, 0.5), (0.5, 0.75), (1.0, 2.0)], atol=1e-6)
     assert list(tmp_path.joinpath("sub").iterdir()) == [path]  # no temporary file left
+    from labkit._common import file_mode
+
+    assert path.stat().st_mode & 0o777 == file_mode()  # the usual mode, not mkstemp's 0600
 
 
 def test_a_fixture_survives_writing_and_reading(tmp_path):

@@ -59,3 +59,17 @@ def test_prepare_cli_exit_codes(folder, tmp_path, capsys):
     assert main(["data", "prepare", "--midi-dir", str(only_bad), "--out", str(tmp_path / "b")]) == 1
     assert main(["data", "prepare", "--midi-dir", str(tmp_path / "missing"), "--out", str(tmp_path / "c")]) == 2
     assert "missing: not a folder" in capsys.readouterr().err
+
+
+def test_prepare_reads_karaoke_files_and_rejects_a_folder_without_midi(tmp_path):
+    from labkit.errors import CorpusError
+
+    d = tmp_path / "karaoke"
+    d.mkdir()
+    write_midi(melody_to_sequence(scale(62)), d / "song.kar")
+    report = prepare_midi_folder(d, tmp_path / "out")
+    assert [(f.path, f.status) for f in report.files] == [("song.kar", "ok")]
+    (tmp_path / "text_only").mkdir()
+    (tmp_path / "text_only" / "notes.txt").write_text("no MIDI here")
+    with pytest.raises(CorpusError, match=r"no MIDI files \(\.mid, \.midi, \.kar\)"):
+        prepare_midi_folder(tmp_path / "text_only", tmp_path / "out2")

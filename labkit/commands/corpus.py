@@ -2,7 +2,7 @@
 
 * ``corpus build [--out DIR] [--jobs N] [--only NAME ...] [--quiet]``: convert
   music21's corpus into ``DIR/midi/<collection>/<id>.mid`` + ``manifest.csv``
-  (see :func:`labkit.corpus.build`).
+  (see :func:`labkit.corpus.build.build`).
 * ``corpus info [--root DIR]``: tunes per collection, style and split.
 
 Notebook: 02_preprocessing.ipynb
@@ -36,11 +36,11 @@ def register(subparsers) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from labkit import corpus
+    from labkit.corpus import build
 
-    report = corpus.build(args.out, jobs=args.jobs, only=args.only, progress=not args.quiet)
+    report = build.build(args.out, jobs=args.jobs, only=args.only, progress=not args.quiet)
     print(report.summary())
-    print(f"report: {report.out_dir / corpus.REPORT_FILE}")
+    print(f"report: {report.out_dir / build.REPORT_FILE}")
     return 0
 
 

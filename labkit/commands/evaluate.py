@@ -103,7 +103,7 @@ def _say(args, text: str) -> None:
 def run_cv(args) -> int:
     from labkit.errors import ConfigError
     from labkit.evaluate import (VIEWS, HybridModel, LSTMEnsemble, LSTMModel, LSTMSettings, NgramModel,
-                                 corpus_pitch_view, cross_validate, load_corpus_melodies, load_midi_dir,
+                                 corpus_pitch_view, cross_entropy_cv, load_corpus_melodies, load_midi_dir,
                                  usable_for_view)
 
     corpus_filters = dict(subsets=args.corpus_subset, styles=args.style, collections=args.collection,
@@ -189,8 +189,8 @@ def run_cv(args) -> int:
     def progress(fold, k, bits, seconds):
         _say(args, f"fold {fold + 1:2d}/{k}: {bits:.3f} bits/note ({seconds:.1f} s)")
 
-    result = cross_validate(melodies, factory, k=args.folds, seed=args.seed, pretrain=pretrain,
-                            view=view, progress=progress)
+    result = cross_entropy_cv(melodies, factory, k=args.folds, seed=args.seed, pretrain=pretrain,
+                              view=view, progress=progress)
     if args.json:
         print(json.dumps(result.to_json()))
         return 0
