@@ -1,4 +1,5 @@
-"""Tests of labkit.style: the JAX logistic regression, calibration, folds, models, perturbations."""
+"""Tests of labkit.style.logreg, .model, .selection and .plots: the JAX logistic regression, calibration, folds,
+models and their files, feature selection, perturbations."""
 from __future__ import annotations
 
 import json
@@ -6,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from labkit import features as F
-from labkit import style as S
+from labkit.style import features as F
+from labkit.style import logreg, plots, selection
+from labkit.style import model as style_model
 from labkit.errors import CheckpointError, ConfigError
 from labkit.melody import Melody
 
@@ -56,38 +58,38 @@ def test_jax_logreg_matches_sklearn(classes):
     # with C = 1 / (l2 n); for 2 classes it fits one vector v = w1 - w0, hence C = 2 / (l2 n).
     C = 1 / (l2 * n) if classes > 2 else 2 / (l2 * n)
     for weight in (None, "balanced"):
-        ours = S.fit_logreg(X, y, classes, l2=l2, steps=500, class_weight=weight)
+        ours = logreg.fit_logreg(X, y, classes, l2=l2, steps=500, class_weight=weight)
         ref = sklearn.LogisticRegression(C=C, tol=1e-10, max_iter=10_000, class_weight=weight).fit(X, y)
-        diff = np.abs(S.predict_proba(ours, X) - ref.predict_proba(X)).max()
+        diff = np.abs(logreg.predict_proba(ours, X) - ref.predict_proba(X)).max()
         assert diff < 1e-3, (classes, weight, diff)
     # and the mapping matters: ten times the penalty gives visibly different probabilities
     other = sklearn.LogisticRegression(C=C / 10, tol=1e-10, max_iter=10_000).fit(X, y)
-    ours = S.fit_logreg(X, y, classes, l2=l2, steps=500)
-    assert np.abs(S.predict_proba(ours, X) - other.predict_proba(X)).max() > 1e-2
+    ours = logreg.fit_logreg(X, y, classes, l2=l2, steps=500)
+    assert np.abs(logreg.predict_proba(ours, X) - other.predict_proba(X)).max() > 1e-2
 
 
 def test_fit_is_deterministic_and_checks_its_input():
     X, y = toy_problem()
-    a, b = S.fit_logreg(X, y, 3, l2=0.01), S.fit_logreg(X, y, 3, l2=0.01)
+    a, b = logreg.fit_logreg(X, y, 3, l2=0.01), logreg.fit_logreg(X, y, 3, l2=0.01)
     assert np.array_equal(a["w"], b["w"]) and np.array_equal(a["b"], b["b"])
     assert a["w"].shape == (10, 3) and a["b"].shape == (3,)
     with pytest.raises(ConfigError):
-        S.fit_logreg(X, y + 5, 3)
+        logreg.fit_logreg(X, y + 5, 3)
     with pytest.raises(ConfigError):
-        S.fit_logreg(X[:, :, None], y, 3)
+        logreg.fit_logreg(X[:, :, None], y, 3)
     with pytest.raises(ConfigError):
-        S.fit_logreg(np.full_like(X, np.nan), y, 3)
+        logreg.fit_logreg(np.full_like(X, np.nan), y, 3)
 
 
 def test_l1_makes_weights_sparse_and_l1_path_counts_them():
     X, y = toy_problem(classes=2, d=10)
     X = np.concatenate([X, np.random.default_rng(5).normal(size=(len(X), 30)).astype(np.float32)], axis=1)
-    dense = S.fit_logreg(X, y, 2, l2=0.0, l1=1e-4, steps=300)
-    sparse = S.fit_logreg(X, y, 2, l2=0.0, l1=0.05, steps=300)
+    dense = logreg.fit_logreg(X, y, 2, l2=0.0, l1=1e-4, steps=300)
+    sparse = logreg.fit_logreg(X, y, 2, l2=0.0, l1=0.05, steps=300)
     nz = lambda p: int(np.any(p["w"] != 0, axis=1).sum())
     assert nz(sparse) < nz(dense)
     assert nz(sparse) >= 1 and np.abs(sparse["w"][10:]).sum() < np.abs(sparse["w"][:10]).sum()
-    path = S.l1_path(X, y, [1e-4, 0.02, 0.2], steps=300)
+    path = selection.l1_path(X, y, [1e-4, 0.02, 0.2], steps=300)
     assert path["nonzero"].tolist() == sorted(path["nonzero"].tolist(), reverse=True)
     assert path["nonzero"][0] > path["nonzero"][-1]
     assert path["balanced_accuracy"][0] > 0.7
@@ -100,37 +102,37 @@ def test_temperature_scaling_repairs_an_overconfident_model():
     rng = np.random.default_rng(3)
     n, C = 2000, 3
     true_logits = rng.normal(size=(n, C)) * 2.0
-    y = np.array([rng.choice(C, p=p) for p in S.softmax(true_logits)])
+    y = np.array([rng.choice(C, p=p) for p in logreg.softmax(true_logits)])
     overconfident = true_logits * 4.0
-    T = S.calibrate(overconfident, y)
+    T = logreg.calibrate(overconfident, y)
     assert 3.0 < T < 5.3
-    before = S.log_loss(S.softmax(overconfident), y)
-    after = S.log_loss(S.softmax(overconfident, T), y)
+    before = logreg.log_loss(logreg.softmax(overconfident), y)
+    after = logreg.log_loss(logreg.softmax(overconfident, T), y)
     assert after < before - 0.3
-    assert S.ece(S.softmax(overconfident, T), y) < S.ece(S.softmax(overconfident), y)
+    assert logreg.ece(logreg.softmax(overconfident, T), y) < logreg.ece(logreg.softmax(overconfident), y)
 
 
 def test_ece_by_hand():
     probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.4, 0.6]])
     y = np.array([0, 1, 0, 1])
     # bin 0.9: accuracy 0.5, confidence 0.9 (2 of 4); bin 0.6: accuracy 1, confidence 0.6 (2 of 4)
-    assert S.ece(probs, y, bins=10) == pytest.approx(0.5 * 0.4 + 0.5 * 0.4)
+    assert logreg.ece(probs, y, bins=10) == pytest.approx(0.5 * 0.4 + 0.5 * 0.4)
 
 
 # --- folds and metrics ------------------------------------------------------------------------
 
 def test_stratified_kfold_is_a_stratified_partition():
     labels = np.array(["irish"] * 23 + ["german"] * 51 + ["chorale"] * 7)
-    folds = S.stratified_kfold(labels, k=5, seed=1)
+    folds = logreg.stratified_kfold(labels, k=5, seed=1)
     tests = np.concatenate([te for _, te in folds])
     assert sorted(tests.tolist()) == list(range(len(labels)))          # every tune in exactly one fold
     for tr, te in folds:
         assert not set(tr) & set(te) and len(tr) + len(te) == len(labels)
         for style, total in (("irish", 23), ("german", 51), ("chorale", 7)):
             assert abs((labels[te] == style).sum() - total / 5) < 1
-    again = S.stratified_kfold(labels, k=5, seed=1)
+    again = logreg.stratified_kfold(labels, k=5, seed=1)
     assert all(np.array_equal(a[1], b[1]) for a, b in zip(folds, again))
-    other = S.stratified_kfold(labels, k=5, seed=2)
+    other = logreg.stratified_kfold(labels, k=5, seed=2)
     assert not all(np.array_equal(a[1], b[1]) for a, b in zip(folds, other))
 
 
@@ -138,32 +140,32 @@ def test_stratified_kfold_keeps_groups_together():
     rng = np.random.default_rng(0)
     groups = rng.integers(0, 30, 200)                     # e.g. tune families or sub-collections
     labels = groups % 2                                   # each group has one style
-    folds = S.stratified_kfold(labels, k=4, seed=0, groups=groups)
+    folds = logreg.stratified_kfold(labels, k=4, seed=0, groups=groups)
     fold_of_group = {}
     for f, (_, te) in enumerate(folds):
         for g in set(groups[te].tolist()):
             assert fold_of_group.setdefault(g, f) == f     # no group in two folds
     assert sorted(np.concatenate([te for _, te in folds]).tolist()) == list(range(200))
     with pytest.raises(ConfigError):
-        S.stratified_kfold(labels, k=40, groups=groups)
+        logreg.stratified_kfold(labels, k=40, groups=groups)
 
 
 def test_stratified_split_fraction_and_groups():
     labels = np.repeat([0, 1], [100, 40])
-    rest, part = S.stratified_split(labels, 0.25, seed=0)
+    rest, part = logreg.stratified_split(labels, 0.25, seed=0)
     assert (labels[part] == 0).sum() == 25 and (labels[part] == 1).sum() == 10
     assert sorted(np.concatenate([rest, part]).tolist()) == list(range(140))
     groups = np.arange(140) // 4
-    rest, part = S.stratified_split(labels, 0.25, seed=0, groups=groups)
+    rest, part = logreg.stratified_split(labels, 0.25, seed=0, groups=groups)
     assert not set(groups[rest]) & set(groups[part])
 
 
 def test_balanced_accuracy_and_confusion_matrix():
     y = [0, 0, 0, 0, 1, 1, 2]
     p = [0, 0, 0, 1, 1, 0, 2]
-    assert S.confusion_matrix(y, p).tolist() == [[3, 1, 0], [1, 1, 0], [0, 0, 1]]
-    assert S.balanced_accuracy(y, p) == pytest.approx((3 / 4 + 1 / 2 + 1) / 3)
-    assert S.balanced_accuracy([0, 0, 0, 1], [0, 0, 0, 0]) == 0.5
+    assert logreg.confusion_matrix(y, p).tolist() == [[3, 1, 0], [1, 1, 0], [0, 0, 1]]
+    assert logreg.balanced_accuracy(y, p) == pytest.approx((3 / 4 + 1 / 2 + 1) / 3)
+    assert logreg.balanced_accuracy([0, 0, 0, 1], [0, 0, 0, 0]) == 0.5
 
 
 # --- learning two synthetic styles -------------------------------------------------------------
@@ -172,33 +174,67 @@ def test_two_synthetic_styles_are_learned(two_styles):
     melodies, labels = two_styles
     X, names = F.feature_matrix(melodies, "processed", ngram_dims=NGRAM)
     y = np.array([0 if s == "jig" else 1 for s in labels])
-    result = S.cross_validate(X, y, k=5, seed=0)
+    result = logreg.cross_validate_logreg(X, y, k=5, seed=0)
     assert result["balanced_accuracy"] > 0.9
     assert result["proba"].shape == (60, 2) and np.allclose(result["proba"].sum(1), 1)
     assert result["confusion"].sum() == 60
     # a shuffled labelling cannot be learned: the check can fail
     shuffled = np.random.default_rng(0).permutation(y)
-    assert S.cross_validate(X, shuffled, k=5, seed=0)["balanced_accuracy"] < 0.8
+    assert logreg.cross_validate_logreg(X, shuffled, k=5, seed=0)["balanced_accuracy"] < 0.8
 
 
 def test_style_model_save_load_round_trip(two_styles, tmp_path):
     melodies, labels = two_styles
-    model = S.StyleModel.fit(melodies, labels, ngram_dims=NGRAM, val_fraction=0.25, seed=0)
+    model = style_model.StyleModel.fit(melodies, labels, ngram_dims=NGRAM, val_fraction=0.25, seed=0)
     assert model.styles == ("jig", "march") and model.temperature > 0
     idx = model.index(melodies, "jig")
     assert idx.shape == (60,) and ((idx > 0.5) == (np.array(labels) == "jig")).mean() > 0.9
     model.save(tmp_path / "m")
     assert json.loads((tmp_path / "m" / "model.json").read_text())["kind"] == "StyleModel"
-    loaded = S.StyleModel.load(tmp_path / "m")
+    loaded = style_model.StyleModel.load(tmp_path / "m")
     np.testing.assert_array_equal(loaded.predict_proba(melodies), model.predict_proba(melodies))
     assert loaded.predict(melodies[:2]) == model.predict(melodies[:2])
     with pytest.raises(ConfigError, match="target style"):
         model.index(melodies, "reel")
     with pytest.raises(CheckpointError, match="missing file"):
-        S.StyleModel.load(tmp_path / "nothing")
+        style_model.StyleModel.load(tmp_path / "nothing")
     (tmp_path / "m" / "model.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="JSON"):
-        S.StyleModel.load(tmp_path / "m")
+        style_model.StyleModel.load(tmp_path / "m")
+
+
+def test_a_failed_save_leaves_the_old_model_whole(two_styles, tmp_path, monkeypatch):
+    """The two files of a model are replaced as one unit: a save that fails half-way changes nothing."""
+    melodies, labels = two_styles
+    old = style_model.StyleModel.fit(melodies, labels, groups=["interval"], val_fraction=0)
+    new = style_model.StyleModel.fit(melodies, labels, groups=["interval", "contour"], val_fraction=0)
+    old.save(tmp_path / "m", extra_files={"metrics.json": b"{}"})
+    before = {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()}
+
+    def broken_savez(*args, **kwargs):       # model.json is written, then the arrays fail
+        raise OSError("disk full")
+
+    monkeypatch.setattr(style_model.np, "savez", broken_savez)
+    with pytest.raises(OSError, match="disk full"):
+        new.save(tmp_path / "m")
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]          # no temporary folder left behind
+    loaded = style_model.load_style_model(tmp_path / "m")
+    assert loaded.groups == ("interval",)
+    np.testing.assert_array_equal(loaded.predict_proba(melodies[:4]), old.predict_proba(melodies[:4]))
+    new.save(tmp_path / "m")                 # a good save replaces both files (and the old figures)
+    assert style_model.load_style_model(tmp_path / "m").groups == ("interval", "contour")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["arrays.npz", "model.json"]
+
+
+def test_save_refuses_a_folder_holding_other_files(two_styles, tmp_path):
+    melodies, labels = two_styles
+    model = style_model.StyleModel.fit(melodies, labels, groups=["interval"], val_fraction=0)
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(CheckpointError, match="other files"):
+        model.save(tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "mine" and not (tmp_path / "model.json").exists()
 
 
 def atonal_tune(rng: np.random.Generator, bars: int = 8) -> Melody:
@@ -213,42 +249,43 @@ def atonal_tune(rng: np.random.Generator, bars: int = 8) -> Melody:
 
 
 def test_typicality_flags_tunes_unlike_every_style(two_styles, tmp_path):
-    from labkit.style_cli import score_melodies
+    from labkit.style.scoring import score_melodies
 
     melodies, labels = two_styles
-    model = S.StyleModel.fit(melodies, labels, ngram_dims=NGRAM, val_fraction=0)
+    model = style_model.StyleModel.fit(melodies, labels, ngram_dims=NGRAM, val_fraction=0)
     own = model.typicality(melodies)
-    assert own.shape == (60,) and own.min() >= 0.0 and own.max() <= 1.0
+    shares = own * len(model.typical.reference)          # the share of training tunes at least as atypical
+    assert own.shape == (60,) and np.allclose(shares, np.round(shares), atol=1e-3)
     # new tunes of the two styles: typicality spread over [0, 1] (median near 0.5), few below the floor
     rng = np.random.default_rng(7)
     fresh = [synthetic_tune(rng, s) for s in ["jig", "march"] * 50]
     typical = model.typicality(fresh)
-    assert 0.3 < np.median(typical) < 0.7 and np.mean(typical < S.TYPICAL_FLOOR) <= 0.06
+    assert 0.3 < np.median(typical) < 0.7 and np.mean(typical < style_model.TYPICAL_FLOOR) <= 0.06
     strange = [atonal_tune(rng) for _ in range(10)]
-    assert (model.typicality(strange) < S.TYPICAL_FLOOR).all()
+    assert (model.typicality(strange) < style_model.TYPICAL_FLOOR).all()
     records = score_melodies(model, fresh[:1] + strange[:1], target="jig")
-    assert records[0]["typicality"] > S.TYPICAL_FLOOR > records[1]["typicality"]
+    assert records[0]["typicality"] > style_model.TYPICAL_FLOOR > records[1]["typicality"]
     # saved and read back: the same figures; a model saved before typicality existed still loads, without them
     model.save(tmp_path / "m")
-    loaded = S.StyleModel.load(tmp_path / "m")
+    loaded = style_model.StyleModel.load(tmp_path / "m")
     np.testing.assert_array_equal(loaded.typicality(strange), model.typicality(strange))
     with np.load(tmp_path / "m" / "arrays.npz") as data:
         old = {k: data[k] for k in data.files if not k.startswith("typical_")}
     np.savez(tmp_path / "m" / "arrays.npz", **old)
-    older = S.StyleModel.load(tmp_path / "m")
+    older = style_model.StyleModel.load(tmp_path / "m")
     assert older.typical is None and "typicality" not in score_melodies(older, fresh[:1], target="jig")[0]
     with pytest.raises(ConfigError, match="without typicality"):
         older.typicality(fresh[:1])
     np.savez(tmp_path / "m" / "arrays.npz", **old, typical_mean=model.typical.mean[:, :3],
              typical_var=model.typical.var, typical_reference=model.typical.reference)
     with pytest.raises(CheckpointError, match="typicality arrays"):
-        S.StyleModel.load(tmp_path / "m")
+        style_model.StyleModel.load(tmp_path / "m")
 
 
 @pytest.mark.parametrize("combine", ["stack", "mean"])
 def test_group_ensemble_learns_and_round_trips(two_styles, tmp_path, combine):
     melodies, labels = two_styles
-    ens = S.GroupEnsemble.fit(melodies[::2] + melodies[1::2], labels[::2] + labels[1::2], ngram_dims=NGRAM,
+    ens = style_model.GroupEnsemble.fit(melodies[::2] + melodies[1::2], labels[::2] + labels[1::2], ngram_dims=NGRAM,
                               combine=combine, val_fraction=0.25, seed=0)
     assert set(ens.members) == set(F.PAPER_GROUPS)
     p = ens.predict_proba(melodies)
@@ -256,7 +293,7 @@ def test_group_ensemble_learns_and_round_trips(two_styles, tmp_path, combine):
     members = ens.member_proba_from_features(ens.features(melodies))
     assert set(members) == set(F.PAPER_GROUPS) and all(m.shape == (60, 2) for m in members.values())
     ens.save(tmp_path / combine)
-    loaded = S.GroupEnsemble.load(tmp_path / combine)
+    loaded = style_model.GroupEnsemble.load(tmp_path / combine)
     np.testing.assert_array_equal(loaded.predict_proba(melodies), p)
 
 
@@ -265,7 +302,7 @@ def test_cross_validate_with_an_ensemble(two_styles):
     X, names = F.feature_matrix(melodies, "processed", ngram_dims=NGRAM)
     y = np.array([0 if s == "jig" else 1 for s in labels])
     columns = {k: F.group_columns(names, v) for k, v in F.PAPER_GROUPS.items()}
-    result = S.cross_validate(X, y, k=3, ensemble=columns, combine="mean")
+    result = logreg.cross_validate_logreg(X, y, k=3, ensemble=columns, combine="mean")
     assert result["balanced_accuracy"] > 0.9
 
 
@@ -274,74 +311,74 @@ def test_select_l2_and_nested_cross_validation():
     rng = np.random.default_rng(1)
     X = rng.normal(size=(90, 300))
     y = (X[:, 0] + 0.5 * rng.normal(size=90) > 0).astype(int)
-    best, scores = S.select_l2(X, y, [1e-4, 3.0], k=3, steps=150)
+    best, scores = logreg.select_l2(X, y, [1e-4, 3.0], k=3, steps=150)
     assert best == 3.0 and scores[3.0] > scores[1e-4]
-    r = S.cross_validate(X, y, k=3, l2=[1e-4, 3.0], steps=150, seed=0)
+    r = logreg.cross_validate_logreg(X, y, k=3, l2=[1e-4, 3.0], steps=150, seed=0)
     # each fold's choice is select_l2 on that fold's training part alone (nested: the test fold unseen)
-    for (tr, _), chosen in zip(S.stratified_kfold(y, 3, 0), r["l2"]):
-        assert chosen == S.select_l2(X[tr], y[tr], [1e-4, 3.0], k=3, seed=1, steps=150)[0]
+    for (tr, _), chosen in zip(logreg.stratified_kfold(y, 3, 0), r["l2"]):
+        assert chosen == logreg.select_l2(X[tr], y[tr], [1e-4, 3.0], k=3, seed=1, steps=150)[0]
     assert (r["l2"] == 3.0).sum() >= 2
     with pytest.raises(ConfigError):
-        S.select_l2(X, y, [], k=3)
+        logreg.select_l2(X, y, [], k=3)
 
 
 def test_names_switch_on_hashed_group_scaling(two_styles, tmp_path):
     melodies, labels = two_styles
     X, names = F.feature_matrix(melodies, "processed", ngram_dims=NGRAM)
     y = np.array([0 if s == "jig" else 1 for s in labels])
-    r = S.cross_validate(X, y, k=3, names=names, l2=0.1)
+    r = logreg.cross_validate_logreg(X, y, k=3, names=names, l2=0.1)
     assert r["balanced_accuracy"] > 0.9
     with pytest.raises(ConfigError, match="names"):
-        S.cross_validate(X, y, k=3, names=names[:-1])
-    model = S.StyleModel.fit_features(X, labels, names, ngram_dims=NGRAM, val_fraction=0)
+        logreg.cross_validate_logreg(X, y, k=3, names=names[:-1])
+    model = style_model.StyleModel.fit_features(X, labels, names, ngram_dims=NGRAM, val_fraction=0)
     hashed = np.concatenate(list(F.hashed_columns(names).values()))
     assert model.standardizer.root[hashed].all() and model.standardizer.root.sum() == len(hashed)
     model.save(tmp_path / "m")
-    loaded = S.StyleModel.load(tmp_path / "m")
+    loaded = style_model.StyleModel.load(tmp_path / "m")
     np.testing.assert_array_equal(loaded.standardizer.root, model.standardizer.root)
     np.testing.assert_array_equal(loaded.proba_from_features(X), model.proba_from_features(X))
     # a model saved before ``root`` existed (no root array) still loads, with no column rooted
     arrays = dict(np.load(tmp_path / "m" / "arrays.npz"))
     del arrays["root"]
     np.savez(tmp_path / "m" / "arrays.npz", **arrays)
-    assert S.StyleModel.load(tmp_path / "m").standardizer.root is None
+    assert style_model.StyleModel.load(tmp_path / "m").standardizer.root is None
 
 
 # --- perturbations ----------------------------------------------------------------------------
 
 def test_perturb_transpose_and_pitch_noise():
     m = synthetic_tune(np.random.default_rng(1), "jig")
-    up = S.perturb(m, "transpose", 3)
+    up = selection.perturb(m, "transpose", 3)
     assert np.array_equal(up.pitches, m.pitches + 3)
-    noisy = S.perturb(m, "pitch", 0.25, key=7)
+    noisy = selection.perturb(m, "pitch", 0.25, key=7)
     diff = noisy.pitches.astype(int) - m.pitches
     assert (np.abs(diff) <= 1).all() and (diff != 0).sum() == round(0.25 * len(diff))
     assert np.array_equal(noisy.events < 0, m.events < 0)           # the rhythm is untouched
-    assert np.array_equal(S.perturb(m, "pitch", 0.25, key=7).events, noisy.events)
-    assert not np.array_equal(S.perturb(m, "pitch", 0.25, key=8).events, noisy.events)
+    assert np.array_equal(selection.perturb(m, "pitch", 0.25, key=7).events, noisy.events)
+    assert not np.array_equal(selection.perturb(m, "pitch", 0.25, key=8).events, noisy.events)
 
 
 def test_perturb_rhythm_moves_onsets_by_one_step_and_keeps_order():
     import jax
 
     m = synthetic_tune(np.random.default_rng(2), "march")
-    jittered = S.perturb(m, "rhythm", 0.5, key=jax.random.key(0))
+    jittered = selection.perturb(m, "rhythm", 0.5, key=jax.random.key(0))
     p0, s0, e0 = m.notes()
     p1, s1, e1 = jittered.notes()
     assert np.array_equal(p0, p1)                        # same notes, same order
     assert (np.abs(s1 - s0) <= 1).all() and (s1 != s0).sum() > 0.2 * len(s0)
     assert (np.diff(s1) > 0).all() and (e1 > s1).all()
-    assert np.array_equal(S.perturb(m, "rhythm", 0.5, key=jax.random.key(0)).events, jittered.events)
-    assert np.array_equal(S.perturb(m, "rhythm", 0.0, key=1).events[: m.num_steps], m.events)
+    assert np.array_equal(selection.perturb(m, "rhythm", 0.5, key=jax.random.key(0)).events, jittered.events)
+    assert np.array_equal(selection.perturb(m, "rhythm", 0.0, key=1).events[: m.num_steps], m.events)
     with pytest.raises(ConfigError):
-        S.perturb(m, "rhythm", 0.5)
+        selection.perturb(m, "rhythm", 0.5)
     with pytest.raises(ConfigError):
-        S.perturb(m, "swing", 0.5, key=1)
+        selection.perturb(m, "swing", 0.5, key=1)
 
 
 def test_perturb_features_is_seeded_noise():
     X = np.zeros((100, 5), np.float32)
-    a, b = S.perturb_features(X, 0.5, 0), S.perturb_features(X, 0.5, 0)
+    a, b = selection.perturb_features(X, 0.5, 0), selection.perturb_features(X, 0.5, 0)
     assert np.array_equal(a, b) and abs(a.std() - 0.5) < 0.05
 
 
@@ -354,13 +391,13 @@ def test_plot_style_axis():
     import matplotlib.pyplot as plt
 
     idx = np.array([0.05, 0.2, 0.9, 0.95, 0.5])
-    ax = S.plot_style_axis(idx, ["german", "german", "irish", "irish", "irish"])
+    ax = plots.plot_style_axis(idx, ["german", "german", "irish", "irish", "irish"])
     assert [t.get_text() for t in ax.get_yticklabels()] == ["german", "irish"]
     offsets = np.concatenate([c.get_offsets()[:, 0] for c in ax.collections])
     assert sorted(offsets.tolist()) == sorted(idx.tolist())
     assert ax.get_xlim() == (0, 1)
     with pytest.raises(ConfigError):
-        S.plot_style_axis([1.5])
+        plots.plot_style_axis([1.5])
     plt.close("all")
 
 
@@ -368,10 +405,10 @@ def test_plot_style_axis():
 
 def test_dimensionality_cost_and_learning_curve():
     X, y = toy_problem(n=400, d=12, classes=3, seed=4)
-    rows = S.dimensionality_cost(X, y, [1, 12, 50], selection="mi", steps=200)
+    rows = selection.dimensionality_cost(X, y, [1, 12, 50], selection="mi", steps=200)
     assert [r["dims"] for r in rows] == [1, 12]                     # 50 > 12 columns: skipped
     assert rows[1]["balanced_accuracy"] > rows[0]["balanced_accuracy"]
     assert all(r["fit_seconds"] > 0 and 1 <= r["iterations"] <= 200 for r in rows)
-    curve = S.learning_curve(X, y, [0.05, 0.5], steps=200)
+    curve = selection.learning_curve(X, y, [0.05, 0.5], steps=200)
     assert curve[0]["train_size"] < curve[1]["train_size"]
     assert curve[1]["balanced_accuracy"] > 0.6

@@ -17,7 +17,7 @@ the line says the tune is unlike every style the model knows); with
 (such files never stop the others). Exit status 0 when at least one file was
 scored, 1 when none was, 2 for a usage error (bad option, model or target).
 
-See :mod:`labkit.style_cli`. Notebook: 07_style_index.ipynb
+See :mod:`labkit.style.scoring`. Notebook: 07_style_index.ipynb
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def _positive_float(text: str) -> float:
 
 def register(subparsers) -> None:
     """Add ``style train`` and ``style score`` to ``python -m labkit``."""
-    from labkit.style_cli import DEFAULT_L2, DEFAULT_NGRAM_DIMS, MIN_NOTES, SHIPPED_STYLES
+    from labkit.style.scoring import DEFAULT_L2, DEFAULT_NGRAM_DIMS, MIN_NOTES, SHIPPED_STYLES
 
     parser = subparsers.add_parser("style", help="style index: train the style model, score MIDI files",
                                    description="A logistic-regression style classifier on melody features: "
@@ -82,7 +82,7 @@ def register(subparsers) -> None:
     train.set_defaults(func=run_train)
 
     score = sub.add_parser("score", help="style of MIDI files: most likely style, style index, probabilities",
-                           description="Score MIDI files (or folders, searched recursively for .mid/.midi) with "
+                           description="Score MIDI files (or folders, searched recursively for .mid/.midi/.kar) with "
                                        "a style model: the longest melody of each file is scored. Exit status 0 "
                                        "when at least one file was scored, else 1.")
     score.add_argument("paths", nargs="+", metavar="PATH", help="MIDI files or folders")
@@ -104,7 +104,7 @@ def register(subparsers) -> None:
                          description="Cross-validate by tune the basic and the improved style features on five "
                                      "styles (nested choice of L2), with and without cross-style near-duplicates, "
                                      "and test on Essen sub-collections held out of training. See "
-                                     "labkit.style_experiment.")
+                                     "labkit.style.experiments.")
     exp.add_argument("--styles", nargs="+", metavar="STYLE", default=None,
                      help="manifest style labels (default: chinese chorale fiddle german irish)")
     exp.add_argument("--max-per-style", type=_int_at_least(1), default=2000, metavar="N",
@@ -122,10 +122,10 @@ def register(subparsers) -> None:
                      help="also cross-validate the improved features with the raw variant's columns beside them")
     exp.add_argument("--with-trees", action="store_true",
                      help="also mix the improved logistic regression with gradient-boosted trees "
-                          "(needs scikit-learn; see labkit.style_experiment.mix_with_trees)")
+                          "(needs scikit-learn; see labkit.style.experiments.mix_with_trees)")
     exp.add_argument("--with-lstm", action="store_true",
                      help="also cross-validate with the shipped melody model's state columns beside the others "
-                          "(see labkit.features.melody_model_features)")
+                          "(see labkit.style.features.melody_model_features)")
     exp.add_argument("--json", default=None, metavar="FILE", help="also write every figure to this JSON file")
     exp.set_defaults(func=run_experiment)
 
@@ -133,7 +133,7 @@ def register(subparsers) -> None:
                          description="Score the typicality of the corpus's test split (the model's own styles, "
                                      "then the other folk styles) and of classical works from music21's corpus, "
                                      "and count the tunes below the floor. "
-                                     "See labkit.style_experiment.typicality_check.")
+                                     "See labkit.style.experiments.typicality_check.")
     typ.add_argument("--model", default=None, metavar="DIR",
                      help="folder written by `style train` (default: the model shipped with labkit)")
     typ.add_argument("--per-composer", type=_int_at_least(1), default=4, metavar="N",
@@ -144,7 +144,7 @@ def register(subparsers) -> None:
 
 def run_train(args) -> int:
     """Handler of ``style train``."""
-    from labkit.style_cli import train_style_model
+    from labkit.style.scoring import train_style_model
 
     figures = train_style_model(args.out, args.styles, variant=args.variant, paragraph=args.paragraph,
                                 ensemble=args.ensemble, ngram_dims=args.ngram_dims, l2=args.l2, steps=args.steps,
@@ -159,7 +159,8 @@ def run_train(args) -> int:
 
 def run_score(args) -> int:
     """Handler of ``style score``: one line per file; 0 if any file scored, else 1."""
-    from labkit.style_cli import default_target, format_record, load_style_model, score_paths
+    from labkit.style.model import load_style_model
+    from labkit.style.scoring import default_target, format_record, score_paths
 
     model = load_style_model(args.model)
     target = args.target if args.target is not None else default_target(model.styles)
@@ -174,17 +175,15 @@ def run_score(args) -> int:
 
 
 def _write_json(figures: dict, where: str) -> None:
-    from pathlib import Path
+    from labkit._common import atomic_write
 
-    path = Path(where)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
+    path = atomic_write(where, (json.dumps(figures, indent=1) + "\n").encode("utf-8"))
     print(f"figures written to {path}")
 
 
 def run_typicality(args) -> int:
     """Handler of ``style typicality``: one line per set of tunes (and ``--json FILE``)."""
-    from labkit.style_experiment import typicality_check
+    from labkit.style.experiments import typicality_check
 
     figures = typicality_check(args.model, per_composer=args.per_composer, log=lambda line: print(line, flush=True))
     if args.json:
@@ -194,7 +193,7 @@ def run_typicality(args) -> int:
 
 def run_experiment(args) -> int:
     """Handler of ``style experiment``: progress lines, then the figures (and ``--json FILE``)."""
-    from labkit.style_experiment import FIVE_STYLES, run_experiment as experiment
+    from labkit.style.experiments import FIVE_STYLES, run_experiment as experiment
 
     figures = experiment(args.styles or FIVE_STYLES, max_per_style=args.max_per_style, folds=args.folds,
                          seed=args.seed, ngram_dims=args.ngram_dims, l2_grid=args.l2_grid, steps=args.steps,

@@ -1,4 +1,4 @@
-"""Tests of labkit.features: each feature group on hand-made melodies, hashing, batching."""
+"""Tests of labkit.style.features: each feature group on hand-made melodies, hashing, batching."""
 from __future__ import annotations
 
 import os
@@ -9,7 +9,7 @@ import zlib
 import numpy as np
 import pytest
 
-from labkit import features as F
+from labkit.style import features as F, selection
 from labkit.errors import ConfigError, EncodingError
 from labkit.melody import Melody, split_phrases, transpose
 
@@ -174,7 +174,7 @@ def test_hash_ngrams_matches_the_documented_formula():
 
 
 def test_hash_is_stable_across_processes():
-    code = ("import numpy as np; from labkit.features import hash_ngrams; "
+    code = ("import numpy as np; from labkit.style.features import hash_ngrams; "
             "print(hash_ngrams(np.array([[26, 28], [24, 20, 31]][0:1]), 'interval', 2048).tolist(), "
             "hash_ngrams(np.array([[24, 20, 31]]), 'interval', 2048).tolist())")
     outs = set()
@@ -427,7 +427,7 @@ def test_mutual_information_finds_the_informative_columns():
     X = rng.normal(size=(600, 10))
     X[:, 7] += 2.0 * y
     X[:, 2] += 0.7 * y
-    idx, scores = F.select_mutual_information(X, y, 2)
+    idx, scores = selection.select_mutual_information(X, y, 2)
     assert idx.tolist() == [7, 2]
     assert scores.shape == (10,) and (scores >= 0).all()
     assert scores[7] > 0.3 and np.median(scores) < 0.05

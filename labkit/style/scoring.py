@@ -1,18 +1,15 @@
-"""The style index at work: training the style model on the corpus, scoring MIDI files with it.
+"""The style index at work: melodies from the corpus and from MIDI files, scoring them, training the model.
 
-:mod:`labkit.style` has the classifier; this module puts it to use for the
+:mod:`labkit.style.model` has the classifier; this module puts it to use for the
 command line (``python -m labkit style train|score``), the demo and the notebooks:
 
 * :func:`corpus_style_data`: the corpus tunes of some styles and splits, as
-  melodies ready for :func:`labkit.features.feature_matrix`, with their manifest rows;
+  melodies ready for :func:`labkit.style.features.feature_matrix`, with their manifest rows;
 * :func:`train_style_model`: features, k-fold cross-validation by tune on the
   train+valid splits, the final model, its test-split figures, all saved in one
-  folder (``model.json``, ``arrays.npz``, ``metrics.json``);
-* :func:`load_style_model`: a saved :class:`~labkit.style.StyleModel` or
-  :class:`~labkit.style.GroupEnsemble`, by default the one shipped in
-  ``labkit/assets/style_model/`` (trained by ``make style-model``);
+  folder (``model.json``, ``arrays.npz``, ``metrics.json``) that is replaced as one unit;
 * :func:`melody_from_file` and :func:`score_paths`: MIDI files (or folders of
-  them) -> one record per file with the most likely style, each style's
+  them, :func:`labkit._common.find_midi_files`) -> one record per file with the most likely style, each style's
   probability and the style index of a target style; a file that cannot be
   used gives an error record and never stops the others.
 
@@ -37,25 +34,23 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from labkit.errors import CheckpointError, ConfigError, CorpusError, LabkitError
+from labkit._common import find_midi_files
+from labkit.errors import ConfigError, CorpusError, LabkitError
 from labkit.melody import Melody
-
-#: The shipped style model: ``model.json`` + ``arrays.npz`` (+ ``metrics.json``), inside the package.
-SHIPPED_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "style_model"
-METRICS_FILE = "metrics.json"
+from labkit.style import features as F
+from labkit.style.logreg import balanced_accuracy, confusion_matrix, cross_validate_logreg, ece, log_loss
+from labkit.style.model import (METRICS_FILE, TYPICAL_FLOOR, GroupEnsemble, StyleModel, _check_model_folder,
+                                load_style_model)
 
 #: Styles of the shipped model (the manifest's labels).
 SHIPPED_STYLES: tuple[str, ...] = ("chinese", "chorale", "fiddle", "german", "irish")
 
-#: File name endings that :func:`find_midi_files` collects from folders.
-MIDI_SUFFIXES: tuple[str, ...] = (".mid", ".midi")
-
 #: Fewest notes a melody found in a MIDI file must have to be scored.
 MIN_NOTES = 4
 
-#: Feature and penalty settings of :func:`train_style_model` (and ``style train``). 256 n-gram buckets
-#: per family classified five styles as well as 2,048 (86.5% against 85.7% balanced accuracy, 5-fold CV
-#: on every tune) in an eighth of the time, and L2 = 0.03 beat 1e-3 (0.825) and 0.1 (0.862).
+#: Feature and penalty settings of :func:`train_style_model` (and ``style train``), those of the shipped
+#: model (5-fold cross-validated balanced accuracy 89.0%, its ``metrics.json``): 256 n-gram buckets per
+#: family classify five styles as well as 2,048 in an eighth of the time, and L2 = 0.03 beat 1e-3 and 0.1.
 DEFAULT_NGRAM_DIMS = 256
 DEFAULT_L2 = 0.03
 
@@ -121,8 +116,9 @@ def melody_from_file(path: str | os.PathLike, *, strategy: str = "skyline", min_
     cannot be read or holds no usable melody. ``source`` is the path.
 
     Example:
-        >>> m = melody_from_file("data/midi/essen/essen-kinder0-0001.mid")   # doctest: +SKIP
-        >>> len(m.pitches) > 10                                              # doctest: +SKIP
+        >>> from labkit.corpus import tune_path
+        >>> m = melody_from_file(tune_path("essen-kinder0-0001"))
+        >>> len(m.pitches) > 10
         True
 
     Notebook: 07_style_index.ipynb
@@ -159,8 +155,8 @@ def corpus_style_data(styles: Sequence[str] | None = None, splits: Sequence[str]
         the tunes that could not be read (left out; the others are all kept).
 
     Example:
-        >>> mels, rows = corpus_style_data(["german", "irish"], ["test"], max_per_style=5)  # doctest: +SKIP
-        >>> len(mels), rows["style"].value_counts().to_dict()                               # doctest: +SKIP
+        >>> mels, rows = corpus_style_data(["german", "irish"], ["test"], max_per_style=5)
+        >>> len(mels), rows["style"].value_counts().to_dict()
         (10, {'german': 5, 'irish': 5})
 
     Notebook: 06_style_features.ipynb
@@ -198,66 +194,13 @@ def corpus_style_data(styles: Sequence[str] | None = None, splits: Sequence[str]
 # Models
 # ----------------------------------------------------------------------------------
 
-def shipped_style_model_dir() -> Path:
-    """``<labkit package>/assets/style_model`` (found from the package folder, so it works installed).
-
-    Notebook: 07_style_index.ipynb
-    """
-    return SHIPPED_MODEL_DIR
-
-
-def load_style_model(directory: str | os.PathLike | None = None):
-    """A saved style model: :class:`~labkit.style.StyleModel` or :class:`~labkit.style.GroupEnsemble`.
-
-    The kind is read from ``model.json``. ``directory=None`` loads the shipped
-    model. Raises :class:`~labkit.errors.CheckpointError` naming the folder
-    when it holds no model (for the shipped one: how to train it).
-
-    Example:
-        >>> model = load_style_model()          # doctest: +SKIP
-        >>> model.styles                        # doctest: +SKIP
-        ('chinese', 'chorale', 'fiddle', 'german', 'irish')
-
-    Notebook: 07_style_index.ipynb
-    """
-    from labkit.style import GroupEnsemble, StyleModel
-
-    where = Path(directory) if directory is not None else SHIPPED_MODEL_DIR
-    config_path = where / "model.json"
-    if not config_path.is_file():
-        hint = (" (train it with `make style-model`)" if directory is None
-                else " (a folder written by `python -m labkit style train --out DIR`)")
-        raise CheckpointError(f"no style model here: model.json is missing{hint}", where)
-    try:
-        kind = json.loads(config_path.read_text(encoding="utf-8")).get("kind")
-    except (ValueError, UnicodeDecodeError, AttributeError) as exc:
-        raise CheckpointError(f"not valid JSON ({exc})", config_path) from None
-    if kind == "GroupEnsemble":
-        return GroupEnsemble.load(where)
-    if kind == "StyleModel":
-        return StyleModel.load(where)
-    raise CheckpointError(f"holds a model of kind {kind!r}, not a style model", config_path)
-
-
-def style_model_metrics(directory: str | os.PathLike | None = None) -> dict:
-    """The figures saved beside a model by :func:`train_style_model` (``metrics.json``).
-
-    Notebook: 07_style_index.ipynb
-    """
-    path = (Path(directory) if directory is not None else SHIPPED_MODEL_DIR) / METRICS_FILE
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError("no metrics.json beside the style model", path) from None
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read the style model's figures ({exc})", path) from None
-
-
 def default_target(styles: Sequence[str]) -> str:
     """``"irish"`` if the model knows it, else its first style.
 
     >>> default_target(("chinese", "german")), default_target(("german", "irish"))
     ('chinese', 'irish')
+
+    Notebook: 07_style_index.ipynb
     """
     return DEFAULT_TARGET if DEFAULT_TARGET in styles else str(styles[0])
 
@@ -275,31 +218,6 @@ def _model_proba(model, melodies) -> tuple[np.ndarray, np.ndarray | None]:
 # Scoring
 # ----------------------------------------------------------------------------------
 
-def find_midi_files(paths: Iterable[str | os.PathLike]) -> list[tuple[str, str | None]]:
-    """Expand files and folders into ``(path, problem)`` pairs, in the order given.
-
-    A folder contributes every ``.mid``/``.midi`` file below it (recursively,
-    sorted); a folder with none gives one entry with a problem, and so does a
-    path that does not exist. A file named directly is taken whatever its name
-    (reading it will tell whether it is MIDI).
-
-    Notebook: 07_style_index.ipynb
-    """
-    found: list[tuple[str, str | None]] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES)
-            if not files:
-                found.append((os.fspath(raw), f"folder holds no {'/'.join(MIDI_SUFFIXES)} files"))
-            found.extend((str(p), None) for p in files)
-        elif path.exists():
-            found.append((os.fspath(raw), None))
-        else:
-            found.append((os.fspath(raw), "no such file or folder"))
-    return found
-
-
 def score_melodies(model, melodies: Sequence[Melody], target: str | None = None) -> list[dict]:
     """Style probabilities of melodies: one ``{"path", "style", "index", "probabilities", "typicality"}`` each.
 
@@ -307,7 +225,7 @@ def score_melodies(model, melodies: Sequence[Melody], target: str | None = None)
     ``probabilities`` ``{style: p}`` (floats summing to 1, in the model's style
     order); ``index`` the probability of ``target`` (default :func:`default_target`);
     ``typicality`` how typical the melody is of the model's training tunes
-    (:class:`labkit.style.Typicality`; below :data:`labkit.style.TYPICAL_FLOOR`
+    (:class:`labkit.style.model.Typicality`; below :data:`labkit.style.model.TYPICAL_FLOOR`
     it is unlike every style the model knows, and its style means little).
     Models saved without typicality figures give no ``typicality``.
 
@@ -334,7 +252,7 @@ def score_paths(paths: Iterable[str | os.PathLike], model=None, target: str | No
     """Score MIDI files and folders: one record per file, in order (see :func:`score_melodies`).
 
     Args:
-        paths: files and folders (searched recursively for ``.mid``/``.midi``).
+        paths: files and folders (searched recursively for ``.mid``/``.midi``/``.kar``).
         model: a style model, or a folder holding one, or ``None`` for the shipped model.
         target: the style whose probability is the index (default: :func:`default_target`).
         strategy, min_notes: how the melody is found (:func:`melody_from_file`).
@@ -349,9 +267,10 @@ def score_paths(paths: Iterable[str | os.PathLike], model=None, target: str | No
         is not one of its styles.
 
     Example:
-        >>> records = score_paths(["my_tunes/"], target="german")    # doctest: +SKIP
-        >>> records[0]["style"], round(records[0]["index"], 2)       # doctest: +SKIP
-        ('german', 0.97)
+        >>> from labkit.corpus import tune_path
+        >>> records = score_paths([tune_path("essen-kinder0-0001"), "no_such_file.mid"], target="german")
+        >>> records[0]["style"], records[0]["index"] > 0.5, records[1]["error"]
+        ('german', True, 'no such file or folder')
 
     Notebook: 07_style_index.ipynb
     """
@@ -388,6 +307,8 @@ def format_record(record: dict, target: str) -> str:
     >>> format_record({"path": "c.mid", "style": "german", "index": 0.1, "typicality": 0.004,
     ...                "probabilities": {"german": 0.9, "irish": 0.1}}, "irish")
     'c.mid: german  index(irish)=0.100  german 0.900, irish 0.100  typicality 0.004 (unlike every style it knows)'
+
+    Notebook: 07_style_index.ipynb
     """
     if "error" in record:
         return f"{record['path']}: error: {record['error']}"
@@ -403,9 +324,9 @@ def describe_typicality(value: float) -> str:
 
     >>> describe_typicality(0.4632), describe_typicality(0.004)
     ('0.463', '0.004 (unlike every style it knows)')
-    """
-    from labkit.style import TYPICAL_FLOOR
 
+    Notebook: 07_style_index.ipynb
+    """
     return f"{value:.3f}" + (" (unlike every style it knows)" if value < TYPICAL_FLOOR else "")
 
 
@@ -414,14 +335,12 @@ def describe_typicality(value: float) -> str:
 # ----------------------------------------------------------------------------------
 
 def _figures(y, proba, styles) -> dict:
-    from labkit import style as S
-
     pred = proba.argmax(1)
     C = len(styles)
-    cm = S.confusion_matrix(y, pred, C)
+    cm = confusion_matrix(y, pred, C)
     support = cm.sum(axis=1)
-    return {"tunes": int(len(y)), "balanced_accuracy": S.balanced_accuracy(y, pred, C),
-            "accuracy": float(np.mean(pred == y)), "log_loss": S.log_loss(proba, y), "ece": S.ece(proba, y),
+    return {"tunes": int(len(y)), "balanced_accuracy": balanced_accuracy(y, pred, C),
+            "accuracy": float(np.mean(pred == y)), "log_loss": log_loss(proba, y), "ece": ece(proba, y),
             "recall": {s: (float(cm[i, i] / support[i]) if support[i] else None) for i, s in enumerate(styles)},
             "confusion": cm.tolist()}
 
@@ -443,11 +362,11 @@ def train_style_model(out: str | os.PathLike, styles: Sequence[str] | None = Non
     Args:
         out: folder for ``model.json``, ``arrays.npz`` and ``metrics.json``.
         styles: manifest style labels (default :data:`SHIPPED_STYLES`).
-        variant, paragraph, ngram_dims: feature settings (:func:`labkit.features.feature_matrix`).
-        ensemble: a :class:`~labkit.style.GroupEnsemble` of the paper's five
+        variant, paragraph, ngram_dims: feature settings (:func:`labkit.style.features.feature_matrix`).
+        ensemble: a :class:`~labkit.style.model.GroupEnsemble` of the paper's five
             feature groups (``combine``: ``"stack"`` or ``"mean"``) instead of one
-            :class:`~labkit.style.StyleModel`.
-        l2, steps: the logistic regression (:func:`labkit.style.fit_logreg`).
+            :class:`~labkit.style.model.StyleModel`.
+        l2, steps: the logistic regression (:func:`labkit.style.logreg.fit_logreg`).
         folds: cross-validation folds (0: none).
         max_per_style: at most this many tunes per style and split (a quick run).
         val_fraction: share of train+valid that calibrates the temperature.
@@ -467,10 +386,8 @@ def train_style_model(out: str | os.PathLike, styles: Sequence[str] | None = Non
 
     Notebook: 07_style_index.ipynb
     """
-    from labkit import features as F
-    from labkit import style as S
-
     say = log or (lambda line: None)
+    _check_model_folder(out)                 # before the work: a folder of other files is never replaced
     styles = tuple(sorted(set(styles if styles is not None else SHIPPED_STYLES)))
     if len(styles) < 2:
         raise ConfigError(f"a style model needs at least two styles, got {styles}")
@@ -510,7 +427,7 @@ def train_style_model(out: str | os.PathLike, styles: Sequence[str] | None = Non
     if folds:
         t = time.perf_counter()
         columns = {k: F.group_columns(names, v) for k, v in member_groups.items()} if ensemble else None
-        result = S.cross_validate(Xf, yf, k=folds, seed=seed, l2=l2, steps=steps, num_classes=len(styles),
+        result = cross_validate_logreg(Xf, yf, k=folds, seed=seed, l2=l2, steps=steps, num_classes=len(styles),
                                   ensemble=columns, combine=combine, names=names)
         cv = {"folds": folds, **_figures(yf, result["proba"], styles),
               "balanced_accuracy": result["balanced_accuracy"],
@@ -525,10 +442,10 @@ def train_style_model(out: str | os.PathLike, styles: Sequence[str] | None = Non
     common = dict(styles=styles, variant=variant, paragraph=paragraph, ngram_dims=ngram_dims, l2=l2, steps=steps,
                   val_fraction=val_fraction, seed=seed)
     if ensemble:
-        model = S.GroupEnsemble.fit_features(Xf, labels[fit_rows], names, member_groups=member_groups,
+        model = GroupEnsemble.fit_features(Xf, labels[fit_rows], names, member_groups=member_groups,
                                              combine=combine, **common)
     else:
-        model = S.StyleModel.fit_features(Xf, labels[fit_rows], names, groups=groups, **common)
+        model = StyleModel.fit_features(Xf, labels[fit_rows], names, groups=groups, **common)
     fit_seconds = time.perf_counter() - t
     test = None
     if test_rows.any():
@@ -537,8 +454,8 @@ def train_style_model(out: str | os.PathLike, styles: Sequence[str] | None = Non
             f"accuracy {test['accuracy']:.4f}, ECE {test['ece']:.3f}")
         if getattr(model, "typical", None) is not None:
             # tunes of the model's own styles that it would call unlike every style: its false alarms
-            test["below_typical_floor"] = float(np.mean(model.typicality_from_features(X[test_rows]) < S.TYPICAL_FLOOR))
-            say(f"test split tunes with typicality below {S.TYPICAL_FLOOR}: {test['below_typical_floor']:.1%}")
+            test["below_typical_floor"] = float(np.mean(model.typicality_from_features(X[test_rows]) < TYPICAL_FLOOR))
+            say(f"test split tunes with typicality below {TYPICAL_FLOOR}: {test['below_typical_floor']:.1%}")
     counts = {split: {s: int(((rows["split"] == split) & (rows["style"] == s)).sum()) for s in styles}
               for split in ("train", "valid", "test")}
     figures = {
@@ -558,10 +475,7 @@ def train_style_model(out: str | os.PathLike, styles: Sequence[str] | None = Non
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
     }
     out = Path(out)
-    model.save(out)
-    tmp = out / (METRICS_FILE + ".tmp")
-    tmp.write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, out / METRICS_FILE)
+    model.save(out, extra_files={METRICS_FILE: (json.dumps(figures, indent=1) + "\n").encode("utf-8")})
     say(f"saved the {type(model).__name__} to {out} ({_folder_size(out) / 1e6:.2f} MB)")
     return figures
 

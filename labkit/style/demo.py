@@ -1,7 +1,7 @@
 """The demo's style stage: where the generated melodies fall on the style axis.
 
 :func:`style_stage` scores the demo's generated MIDI files with the shipped
-style model (:mod:`labkit.style_cli`) and puts them on one bipolar axis, the
+style model (:mod:`labkit.style.scoring`) and puts them on one bipolar axis, the
 style index ``P(target)``, next to real tunes of each style from the corpus's
 test split, which the style model never saw. It adds a section to the demo's
 Markdown report with a picture (``style_axis.png``) and two tables.
@@ -29,7 +29,7 @@ def style_stage(report, generated_dir: str | os.PathLike, *, target: str | None 
         generated_dir: folder of generated MIDI files (searched recursively).
         target: the style at the "1" end of the axis (the demo's style); when it is
             ``None`` or not one of the model's styles,
-            :func:`labkit.style_cli.default_target` (``irish``). The "0" end is
+            :func:`labkit.style.scoring.default_target` (``irish``). The "0" end is
             every other style of the model.
         model: a style model or a folder holding one (default: the shipped model).
         real_per_style: test-split tunes of each style shown for comparison
@@ -47,9 +47,9 @@ def style_stage(report, generated_dir: str | os.PathLike, *, target: str | None 
 
     from labkit import env
     from labkit.corpus import load_manifest, select, tune_path
-    from labkit.style import TYPICAL_FLOOR, plot_style_axis
-    from labkit.style_cli import (default_target, describe_typicality, load_style_model, score_paths,
-                                  style_model_metrics)
+    from labkit.style.model import TYPICAL_FLOOR, load_style_model, style_model_metrics
+    from labkit.style.plots import plot_style_axis
+    from labkit.style.scoring import default_target, describe_typicality, score_paths
 
     report.section(title)
     try:
@@ -135,7 +135,7 @@ def style_stage(report, generated_dir: str | os.PathLike, *, target: str | None 
                   "typicality"], rows)
     report.add("", "Typicality: the share of the model's training tunes that are less like its styles than this "
                f"melody (below {TYPICAL_FLOOR}, the melody is unlike every style the model knows and its style "
-               "means little; see `labkit.style.Typicality`).", "")
+               "means little; see `labkit.style.model.Typicality`).", "")
     summary = []
     for style in model.styles:
         values = np.asarray(real[style])

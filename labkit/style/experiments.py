@@ -1,4 +1,4 @@
-"""The style-index experiments of issue 4, in one reproducible run.
+"""The style-index experiments (the source paper's, and what was tried beyond them), in one reproducible run.
 
 ``python -m labkit style experiment`` (or :func:`run_experiment`) reads the
 corpus tunes of five styles (German, Chinese, Irish, Ryan's fiddle tunes, Bach
@@ -6,13 +6,13 @@ chorale sopranos; at most ``max_per_style`` each, drawn with ``seed``) and
 measures, always with stratified k-fold cross-validation **by tune**:
 
 1. ``basic``: the first course version's protocol (the eleven
-   :data:`labkit.features.BASIC_GROUPS` with paragraph features, every column
+   :data:`labkit.style.features.BASIC_GROUPS` with paragraph features, every column
    standardised on its own, a fixed L2 of ``basic_l2``): the baseline.
 2. ``improved``: every feature group (joint interval-duration n-grams, metric
    n-grams, bar rhythms and the tune's form added), paragraph features, hashed groups
-   square-rooted and scaled per group (:meth:`labkit.features.Standardizer.fit`
+   square-rooted and scaled per group (:meth:`labkit.style.features.Standardizer.fit`
    with names), and the L2 strength chosen *inside* each training fold from
-   ``l2_grid`` by ``inner_k``-fold CV (:func:`labkit.style.select_l2`): nested
+   ``l2_grid`` by ``inner_k``-fold CV (:func:`labkit.style.logreg.select_l2`): nested
    cross-validation, so no held-out tune plays a part in any choice.
 3. ``deduplicated``: the improved protocol after removing, from training *and*
    evaluation, every tune that near-duplicates a tune of *another* style
@@ -25,9 +25,9 @@ measures, always with stratified k-fold cross-validation **by tune**:
    ones (named ``"raw:..."``; its hashed groups scaled as groups of their own).
    The raw columns keep what key normalisation removes (absolute pitch, the key
    itself) and unnormalised counts. Found after the other protocols, looking
-   at the same folds: read its gain with that in mind. (The form groups were
-   found the same way, on ``seed`` 0, and then checked on seeds 1 and 2, whose
-   German subsample and folds differ: +1.0 and +1.0 points there.)
+   at the same folds: read its gain with that in mind (the form groups were
+   found the same way, on ``seed`` 0; check such a gain on other seeds, whose
+   German subsample and folds differ).
 5. ``improved_trees`` (and ``deduplicated_trees``), only with ``with_trees``:
    the improved logistic regression's out-of-fold probabilities (with the raw
    columns when ``with_raw``) mixed with those of gradient-boosted trees
@@ -40,13 +40,12 @@ measures, always with stratified k-fold cross-validation **by tune**:
 6. ``improved_lstm`` (``improved_raw_lstm`` with ``with_raw``; and the
    ``deduplicated`` ones), only with ``with_lstm``: the last improved columns
    with the shipped melody model's state beside them
-   (:func:`labkit.features.melody_model_features`: the mean and standard
+   (:func:`labkit.style.features.melody_model_features`: the mean and standard
    deviation of its LSTM's output over the tune; 512 columns). The model was
    trained to predict notes, never told a style; it read the training split of
    its styles (not the chorales), so the result also gives the balanced
-   accuracy on the tunes it never read, with and without its columns. Tried
-   after the other protocols: +0.5 points on ``seed`` 0's folds, +0.2 on seed
-   1's, and not on the tunes the model never read there: no gain to count on.
+   accuracy on the tunes it never read, with and without its columns (a gain
+   that appears only on tunes the model read is no gain to count on).
 7. Generalisation to sub-collections never trained on: for each family of
    Essen German subsets (``altdeu``, ``ballad``, ...), a five-style model
    trained without that family scores *all* its tunes (share called German);
@@ -71,6 +70,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from labkit.errors import ConfigError
+from labkit.style import features as F
+from labkit.style import logreg as LR
+from labkit.style.model import TYPICAL_FLOOR, load_style_model
+from labkit.style.scoring import DEFAULT_L2, corpus_style_data, melody_from_file
 
 #: The five styles of the five-style target.
 FIVE_STYLES: tuple[str, ...] = ("chinese", "chorale", "fiddle", "german", "irish")
@@ -87,6 +90,8 @@ def oneill_section(tune_ids) -> np.ndarray:
 
     >>> oneill_section(["oneills-0012", "oneills-0650", "oneills-1201", "essen-kinder0-0001"]).tolist()
     ['airs', 'carolan', 'dances', '']
+
+    Notebook: 07_style_index.ipynb
     """
     out = []
     for tune_id in tune_ids:
@@ -140,8 +145,9 @@ def tree_columns(names: Sequence[str]) -> np.ndarray:
     """The columns the trees see: processed, not hashed, not ``form_by_metre`` (trees find such interactions).
 
     Nor the melody model's state columns (``lstm_...``): the trees' settings were chosen without them.
+
+    Notebook: 07_style_index.ipynb
     """
-    from labkit import features as F
 
     hashed = {int(i) for cols in F.hashed_columns(names).values() for i in cols}
     skip = ("raw:", "form_by_metre:", "lstm_")
@@ -154,19 +160,20 @@ def mix_with_trees(X, y, names, logreg: dict, num_classes: int, *, seed: int = 0
     Args:
         X, y, names: the feature matrix, labels and column names the logistic
             regression was cross-validated on.
-        logreg: the result of :func:`labkit.style.cross_validate` (its ``proba``
+        logreg: the result of :func:`labkit.style.logreg.cross_validate_logreg` (its ``proba``
             and ``fold`` are used).
         mix: the logistic regression's weight ``w`` in
             ``log p = w log p_logreg + (1 - w) log p_trees``.
 
     Returns:
-        a dict shaped like :func:`labkit.style.cross_validate`'s (``l2`` is the
+        a dict shaped like :func:`labkit.style.logreg.cross_validate_logreg`'s (``l2`` is the
         logistic regression's; ``seconds`` adds the trees' fitting time).
 
     Raises:
         ConfigError: scikit-learn is not installed.
+
+    Notebook: 07_style_index.ipynb
     """
-    from labkit import style as S
 
     try:
         from sklearn.ensemble import HistGradientBoostingClassifier
@@ -186,10 +193,10 @@ def mix_with_trees(X, y, names, logreg: dict, num_classes: int, *, seed: int = 0
     proba = np.exp(log_p - log_p.max(1, keepdims=True))
     proba /= proba.sum(1, keepdims=True)
     pred = proba.argmax(1)
-    scores = [S.balanced_accuracy(y[fold == f], pred[fold == f], num_classes) for f in range(int(fold.max()) + 1)]
+    scores = [LR.balanced_accuracy(y[fold == f], pred[fold == f], num_classes) for f in range(int(fold.max()) + 1)]
     return {"balanced_accuracy": float(np.mean(scores)), "balanced_accuracy_std": float(np.std(scores)),
             "fold_balanced_accuracy": np.asarray(scores), "accuracy": float(np.mean(pred == y)),
-            "confusion": S.confusion_matrix(y, pred, num_classes), "proba": proba, "fold": fold,
+            "confusion": LR.confusion_matrix(y, pred, num_classes), "proba": proba, "fold": fold,
             "l2": logreg["l2"], "seconds": logreg["seconds"] + time.perf_counter() - t}
 
 
@@ -217,11 +224,11 @@ def run_experiment(styles: Sequence[str] = FIVE_STYLES, *, max_per_style: int | 
         seed: the subsample and the folds.
         ngram_dims: columns of each hashed n-gram group.
         l2_grid: candidates of the nested L2 choice (default
-            :data:`labkit.style.L2_GRID`); inner_k: its folds.
+            :data:`labkit.style.logreg.L2_GRID`); inner_k: its folds.
         steps: L-BFGS iterations at most per fit.
         basic_l2: the fixed L2 of the basic protocol (the first version's notebook value).
         general_l2: the fixed L2 of the improved generalisation runs (default
-            :data:`labkit.style_cli.DEFAULT_L2`).
+            :data:`labkit.style.scoring.DEFAULT_L2`).
         dedup, generalisation: run those parts.
         with_raw: also the ``improved_raw`` protocol (and ``deduplicated_raw`` with ``dedup``).
         with_trees: also ``improved_trees`` (and ``deduplicated_trees``): the last
@@ -229,7 +236,7 @@ def run_experiment(styles: Sequence[str] = FIVE_STYLES, *, max_per_style: int | 
             needs scikit-learn).
         with_lstm: also ``improved_lstm`` (``improved_raw_lstm`` with ``with_raw``; and the
             ``deduplicated`` ones): the shipped melody model's state columns
-            (:func:`labkit.features.melody_model_features`) beside the others; the
+            (:func:`labkit.style.features.melody_model_features`) beside the others; the
             trees, if any, then mix with this logistic regression.
         log: called with one line of progress at a time (``None``: silent).
 
@@ -247,15 +254,12 @@ def run_experiment(styles: Sequence[str] = FIVE_STYLES, *, max_per_style: int | 
 
     Notebook: 07_style_index.ipynb
     """
-    from labkit import features as F
-    from labkit import style as S
-    from labkit.style_cli import DEFAULT_L2, corpus_style_data
 
     say = log or (lambda line: None)
     styles = tuple(sorted(set(styles)))
     if len(styles) < 2:
         raise ConfigError(f"the experiment needs at least two styles, got {styles}")
-    l2_grid = tuple(S.L2_GRID if l2_grid is None else l2_grid)
+    l2_grid = tuple(LR.L2_GRID if l2_grid is None else l2_grid)
     general_l2 = DEFAULT_L2 if general_l2 is None else float(general_l2)
     started = time.perf_counter()
     out: dict = {"styles": list(styles),
@@ -295,13 +299,13 @@ def run_experiment(styles: Sequence[str] = FIVE_STYLES, *, max_per_style: int | 
             f"+- {f['balanced_accuracy_std']:.4f} (recall: {recall}; L2 per fold {f['l2']}; {f['seconds']:.0f} s)")
 
     C = len(styles)
-    report("basic", S.cross_validate(Xb, y, k=folds, seed=seed, l2=basic_l2, steps=steps, num_classes=C))
-    last = S.cross_validate(Xn, y, k=folds, seed=seed, l2=l2_grid, steps=steps, names=names_n, inner_k=inner_k,
+    report("basic", LR.cross_validate_logreg(Xb, y, k=folds, seed=seed, l2=basic_l2, steps=steps, num_classes=C))
+    last = LR.cross_validate_logreg(Xn, y, k=folds, seed=seed, l2=l2_grid, steps=steps, names=names_n, inner_k=inner_k,
                             num_classes=C)
     report("improved", last)
     X_last, names_last = Xn, names_n
     if with_raw:
-        last = S.cross_validate(Xnr, y, k=folds, seed=seed, l2=l2_grid, steps=steps, names=names_nr,
+        last = LR.cross_validate_logreg(Xnr, y, k=folds, seed=seed, l2=l2_grid, steps=steps, names=names_nr,
                                 inner_k=inner_k, num_classes=C)
         report("improved_raw", last)
         X_last, names_last = Xnr, names_nr
@@ -312,7 +316,7 @@ def run_experiment(styles: Sequence[str] = FIVE_STYLES, *, max_per_style: int | 
         say(f"melody model state: {H.shape[1]} columns ({time.perf_counter() - t:.0f} s)")
         before = last
         X_last, names_last = np.hstack([X_last, H]), list(names_last) + names_h
-        last = S.cross_validate(X_last, y, k=folds, seed=seed, l2=l2_grid, steps=steps, names=names_last,
+        last = LR.cross_validate_logreg(X_last, y, k=folds, seed=seed, l2=l2_grid, steps=steps, names=names_last,
                                 inner_k=inner_k, num_classes=C)
         lstm_name = ("improved_raw" if with_raw else "improved") + "_lstm"
         report(lstm_name, last)
@@ -330,17 +334,17 @@ def run_experiment(styles: Sequence[str] = FIVE_STYLES, *, max_per_style: int | 
         say(f"cross-style near-duplicates removed: {int(dup.sum())} {out['duplicates']} "
             f"({time.perf_counter() - t:.0f} s)")
         keep = ~dup
-        last = S.cross_validate(Xn[keep], y[keep], k=folds, seed=seed, l2=l2_grid, steps=steps, names=names_n,
+        last = LR.cross_validate_logreg(Xn[keep], y[keep], k=folds, seed=seed, l2=l2_grid, steps=steps, names=names_n,
                                 inner_k=inner_k, num_classes=C)
         report("deduplicated", last)
-        report("basic_deduplicated", S.cross_validate(Xb[keep], y[keep], k=folds, seed=seed, l2=basic_l2,
+        report("basic_deduplicated", LR.cross_validate_logreg(Xb[keep], y[keep], k=folds, seed=seed, l2=basic_l2,
                                                       steps=steps, num_classes=C))
         if with_raw:
-            last = S.cross_validate(Xnr[keep], y[keep], k=folds, seed=seed, l2=l2_grid, steps=steps,
+            last = LR.cross_validate_logreg(Xnr[keep], y[keep], k=folds, seed=seed, l2=l2_grid, steps=steps,
                                     names=names_nr, inner_k=inner_k, num_classes=C)
             report("deduplicated_raw", last)
         if with_lstm:
-            last = S.cross_validate(X_last[keep], y[keep], k=folds, seed=seed, l2=l2_grid, steps=steps,
+            last = LR.cross_validate_logreg(X_last[keep], y[keep], k=folds, seed=seed, l2=l2_grid, steps=steps,
                                     names=names_last, inner_k=inner_k, num_classes=C)
             report(("deduplicated_raw" if with_raw else "deduplicated") + "_lstm", last)
         if with_trees:
@@ -362,21 +366,17 @@ def _unread_by_melody_model(rows, y, without: dict, with_: dict, num_classes: in
     their labels; a tune of another split or style was never read. If its columns helped only on
     tunes it had read, the gain would vanish here.
     """
-    from labkit import style as S
-    from labkit.generate import shipped_model_info
+    from labkit.checkpoint import shipped_melody_model_info
 
-    read = set(shipped_model_info()["data"]["styles"])
+    read = set(shipped_melody_model_info()["data"]["styles"])
     unread = ~((rows["split"] == "train").to_numpy() & rows["style"].isin(read).to_numpy())
     return {"tunes": int(unread.sum()),
-            "without": S.balanced_accuracy(y[unread], without["proba"][unread].argmax(1), num_classes),
-            "with": S.balanced_accuracy(y[unread], with_["proba"][unread].argmax(1), num_classes)}
+            "without": LR.balanced_accuracy(y[unread], without["proba"][unread].argmax(1), num_classes),
+            "with": LR.balanced_accuracy(y[unread], with_["proba"][unread].argmax(1), num_classes)}
 
 
 def _generalisation(melodies, rows, labels, styles, basic, improved, ngram_dims, steps, root, say) -> dict:
     """Held-out Essen German families and Essen's Irish songs (see the module docstring)."""
-    from labkit import features as F
-    from labkit import style as S
-    from labkit.style_cli import corpus_style_data
 
     t = time.perf_counter()
     german_all, german_rows = corpus_style_data(["german"], collections=["essen"], root=root)
@@ -401,7 +401,7 @@ def _generalisation(melodies, rows, labels, styles, basic, improved, ngram_dims,
         fit_styles = ("german", "irish") if name == "pair" else styles
         train = train & in_pair if name == "pair" else train
         fit_y = np.array([fit_styles.index(s) for s in labels[train]])
-        proba = S._fit_predict_logreg(Xtr[train], fit_y, features[what, groups], len(fit_styles), l2=l2,
+        proba = LR._fit_predict_logreg(Xtr[train], fit_y, features[what, groups], len(fit_styles), l2=l2,
                                       steps=steps, class_weight="balanced", standardize=True, names=names)
         return np.asarray(fit_styles)[proba.argmax(1)]
 
@@ -481,13 +481,15 @@ def classical_melodies(per_composer: int = 4, composers: Sequence[str] = CLASSIC
 
     Each work (at most ``per_composer`` per composer, drawn with ``seed``; an
     opus's first score) is written as a MIDI file by music21 and read back with
-    :func:`labkit.style_cli.melody_from_file` (skyline of all parts).
+    :func:`labkit.style.scoring.melody_from_file` (skyline of all parts).
 
     Returns:
         ``(melodies, skipped)``: each melody's ``source`` is the work's path in the
         corpus without its suffix (``"mozart/k156/movement1"``);
         ``skipped`` maps the works that could not be used to the reason (they do not
         stop the others).
+
+    Notebook: 07_style_index.ipynb
     """
     import random
     import tempfile
@@ -496,7 +498,6 @@ def classical_melodies(per_composer: int = 4, composers: Sequence[str] = CLASSIC
     import music21
 
     from labkit.errors import LabkitError
-    from labkit.style_cli import melody_from_file
 
     melodies, skipped = [], {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -532,7 +533,7 @@ def typicality_check(model=None, *, per_composer: int = 4, composers: Sequence[s
     """How often a style model says "unlike every style I know", on tunes of its styles and on others.
 
     Three sets, none of them trained on: the corpus's test split of the model's
-    own styles (a flag there is a false alarm; about :data:`labkit.style.TYPICAL_FLOOR`
+    own styles (a flag there is a false alarm; about :data:`labkit.style.model.TYPICAL_FLOOR`
     by construction), the test split of the corpus's *other* folk styles (Scottish,
     Lorraine, Luxembourg: folk tunes, but not the model's), and classical works
     from music21's corpus (:func:`classical_melodies`).
@@ -543,9 +544,7 @@ def typicality_check(model=None, *, per_composer: int = 4, composers: Sequence[s
 
     Notebook: 07_style_index.ipynb
     """
-    from labkit import style as S
     from labkit.corpus import load_manifest
-    from labkit.style_cli import corpus_style_data, load_style_model
 
     say = log or (lambda line: None)
     model = load_style_model(model) if model is None or isinstance(model, (str, os.PathLike)) else model
@@ -558,17 +557,17 @@ def typicality_check(model=None, *, per_composer: int = 4, composers: Sequence[s
             "other folk styles, test split": corpus_style_data(others, ["test"], max_per_style=max_per_style,
                                                                root=root)[0] if others else []}
     sets["classical (music21 corpus)"], skipped = classical_melodies(per_composer, composers)
-    out: dict = {"floor": S.TYPICAL_FLOOR, "other_styles": others, "skipped": skipped}
+    out: dict = {"floor": TYPICAL_FLOOR, "other_styles": others, "skipped": skipped}
     for name, melodies in sets.items():
         if not melodies:
             continue
         typ = model.typicality(melodies)
-        out[name] = {"tunes": len(melodies), "flagged": float(np.mean(typ < S.TYPICAL_FLOOR)),
+        out[name] = {"tunes": len(melodies), "flagged": float(np.mean(typ < TYPICAL_FLOOR)),
                      "median": float(np.median(typ))}
         if name.startswith("classical"):
             out["classical_works"] = {m.source: float(t) for m, t in zip(melodies, typ)}
         say(f"{name:32s} {len(melodies):5d} tunes: {out[name]['flagged']:6.1%} below typicality "
-            f"{S.TYPICAL_FLOOR} (median typicality {out[name]['median']:.3f})")
+            f"{TYPICAL_FLOOR} (median typicality {out[name]['median']:.3f})")
     if skipped:
         say(f"skipped {len(skipped)} works: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     return out

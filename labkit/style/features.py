@@ -62,7 +62,7 @@ Two *variants*, after the source paper's "raw" and "processed" features:
 Hashed n-gram columns are many and sparse: most buckets are empty in most
 tunes. Standardising each such column by its own standard deviation blows a
 rare n-gram up to the weight of a common one, and the model overfits to rare
-n-grams (measured: 2,048 buckets per family scored *below* 256). Given the
+n-grams (so that 2,048 buckets per family scored *below* 256). Given the
 column names, :meth:`Standardizer.fit` therefore square-roots the hashed
 groups (the Hellinger transform of a frequency vector) and gives each hashed
 group one shared scale, the mean standard deviation of its columns.
@@ -92,16 +92,20 @@ the tune. They are no group of the feature matrix, because they depend on a
 trained model and not on the melody alone (notebook 07, ``python -m labkit
 style experiment --with-lstm``).
 
+Choosing among the columns (mutual information, L1) is :mod:`labkit.style.selection`.
+
 Notebook: 06_style_features.ipynb
 """
 from __future__ import annotations
 
+import functools
 import zlib
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from labkit._common import KEY_TONIC_NAMES
 from labkit.errors import ConfigError, EncodingError
 
 # ----------------------------------------------------------------------------------
@@ -153,9 +157,6 @@ FORM_LAGS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)   # bar distances whose likeness 
 FORM_RHYME_LAGS = (2, 4, 8, 16)                  # the last two bars against those this many bars earlier
 FORM_METRE_NUMERATORS = (2, 3, 4, 6, 9)          # the blocks of ``form_by_metre``
 
-_PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
-
-
 def group_dims(group: str, ngram_dims: int = NGRAM_DIMS) -> int:
     """Number of columns of one feature group.
 
@@ -169,7 +170,7 @@ def group_dims(group: str, ngram_dims: int = NGRAM_DIMS) -> int:
 
 def _group_names(group: str, ngram_dims: int) -> list[str]:
     if group == "pitch_class":
-        labels = list(_PITCH_NAMES)
+        labels = list(KEY_TONIC_NAMES)
     elif group == "scale_degree":
         labels = [f"time_{d}" for d in range(12)] + [f"final_{d}" for d in range(12)]
     elif group == "interval":
@@ -818,26 +819,21 @@ def hashed_columns(names: Sequence[str]) -> dict[str, np.ndarray]:
 #: Steps of a tune (4 per quarter) that :func:`melody_model_features` lets the model read: 32 bars of 4/4.
 MODEL_STATE_STEPS = 512
 
-_MODEL_STATE = None
-
-
+@functools.cache
 def _model_state_fn():
     """A jitted ``(model, tokens [B, T], mask [B, T]) -> (mean, std) [B, H]`` of the hidden state (built on first use)."""
-    global _MODEL_STATE
-    if _MODEL_STATE is None:
-        import jax.numpy as jnp
-        from flax import nnx
+    import jax.numpy as jnp
+    from flax import nnx
 
-        @nnx.jit
-        def model_state(model, tokens, mask):
-            h = model.hidden_states(tokens)
-            w = mask[..., None] / jnp.maximum(mask.sum(1), 1.0)[:, None, None]
-            mean = (h * w).sum(1)
-            var = (jnp.square(h - mean[:, None]) * w).sum(1)
-            return mean, jnp.sqrt(var)
+    @nnx.jit
+    def model_state(model, tokens, mask):
+        h = model.hidden_states(tokens)
+        w = mask[..., None] / jnp.maximum(mask.sum(1), 1.0)[:, None, None]
+        mean = (h * w).sum(1)
+        var = (jnp.square(h - mean[:, None]) * w).sum(1)
+        return mean, jnp.sqrt(var)
 
-        _MODEL_STATE = model_state
-    return _MODEL_STATE
+    return model_state
 
 
 def _model_tokens(melody, encoding, max_steps: int) -> np.ndarray:
@@ -864,7 +860,7 @@ def melody_model_features(melodies: Iterable, model=None, *, max_steps: int = MO
                           batch_size: int = 64) -> tuple[np.ndarray, list[str]]:
     """What a trained melody LSTM hears in each tune: ``(X float32 [n, 2H], names)``.
 
-    The model (default: the shipped one, :func:`labkit.generate.load_generator`)
+    The model (default: the shipped one, :func:`labkit.checkpoint.load_melody_model`)
     learned to predict the next note of folk tunes; nobody told it their
     styles. Each melody is key-normalised (as the processed features),
     put on the model's grid of four steps per quarter, encoded
@@ -875,17 +871,17 @@ def melody_model_features(melodies: Iterable, model=None, *, max_steps: int = MO
     and standard deviation (``lstm_std:k``). A melody with no notes gives zeros.
 
     Columns of their own, not a group of :data:`FEATURE_GROUPS`: they depend on
-    a trained model, not on the melody alone. Alone they tell five styles apart
-    83% of the time; beside the hand-made groups they add a few tenths of a point
-    at most (notebook 07).
+    a trained model, not on the melody alone. How well they tell styles apart,
+    alone and beside the hand-made groups, is measured in notebook 07
+    (``python -m labkit style experiment --with-lstm``).
 
     Raises :class:`ConfigError` for a model without ``hidden_states`` (the
     attention model) or with another vocabulary than the default encoding's.
 
     Example:
         >>> from labkit.melody import Melody
-        >>> X, names = melody_model_features([Melody.from_notes([60, 62, 64], [0, 4, 8], [4, 8, 12])])  # doctest: +SKIP
-        >>> X.shape, names[0], names[-1]                                                             # doctest: +SKIP
+        >>> X, names = melody_model_features([Melody.from_notes([60, 62, 64], [0, 4, 8], [4, 8, 12])])
+        >>> X.shape, names[0], names[-1]
         ((1, 512), 'lstm_mean:000', 'lstm_std:255')
 
     Notebook: 07_style_index.ipynb
@@ -895,9 +891,9 @@ def melody_model_features(melodies: Iterable, model=None, *, max_steps: int = MO
     from labkit.encoding import MelodyEncoding
 
     if model is None:
-        from labkit.generate import load_generator
+        from labkit.checkpoint import load_melody_model
 
-        model, _ = load_generator()
+        model, _ = load_melody_model()
     encoding = MelodyEncoding()
     if not hasattr(model, "hidden_states"):
         raise ConfigError(f"{type(model).__name__} has no hidden_states(); use a MelodyLSTM")
@@ -1002,63 +998,3 @@ class Standardizer:
     def identity(cls, d: int) -> "Standardizer":
         """A standardizer that changes nothing (mean 0, scale 1)."""
         return cls(np.zeros(d, np.float32), np.ones(d, np.float32))
-
-
-# ----------------------------------------------------------------------------------
-# Feature selection by mutual information
-# ----------------------------------------------------------------------------------
-
-def mutual_information(X, y, bins: int = 8) -> np.ndarray:
-    """Mutual information (nats) between each column of ``X`` and the labels ``y``.
-
-    Each column is cut into up to ``bins`` quantile bins (computed on ``X``
-    itself; equal values share a bin, so a mostly-zero column has few bins), and
-    ``I(x; y) = sum p(b, c) log(p(b, c) / (p(b) p(c)))`` is taken over bins ``b``
-    and classes ``c``.
-
-    Args:
-        X: ``[n, d]`` features; y: ``[n]`` integer labels 0..C-1.
-
-    Returns:
-        float64 ``[d]``, each >= 0.
-
-    Notebook: 06_style_features.ipynb
-    """
-    X = np.asarray(X, dtype=np.float32)
-    y = np.asarray(y).astype(np.int64).reshape(-1)
-    if X.ndim != 2 or X.shape[0] != y.shape[0] or X.shape[0] == 0:
-        raise ConfigError(f"X [n, d] and y [n] do not match: {X.shape} and {y.shape}")
-    n, d = X.shape
-    edges = np.quantile(X, np.linspace(0, 1, bins + 1)[1:-1], axis=0)     # [bins-1, d]
-    codes = np.zeros((n, d), dtype=np.int8)
-    for e in edges:
-        codes += X > e
-    classes = int(y.max()) + 1
-    onehot = np.eye(classes, dtype=np.float32)[y]                          # [n, C]
-    joint = np.stack([(codes == b).astype(np.float32).T @ onehot for b in range(bins)], axis=1) / n  # [d, bins, C]
-    p_b = joint.sum(axis=2, keepdims=True)
-    p_c = joint.sum(axis=1, keepdims=True)
-    ratio = np.divide(joint, p_b * p_c, out=np.ones_like(joint), where=joint > 0)
-    return np.maximum((joint * np.log(ratio)).sum(axis=(1, 2)), 0.0).astype(np.float64)
-
-
-def select_mutual_information(X, y, k: int, bins: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` columns of ``X`` that tell most about ``y``: ``(indices [k], scores [d])``.
-
-    Indices are sorted from most to least informative (ties: lower index first);
-    ``scores`` is :func:`mutual_information` of every column. Fit it on the
-    training split only, then use ``X[:, indices]`` for both splits.
-
-    Example:
-        >>> X = np.array([[0, 5], [0, 3], [1, 5], [1, 3]], float); y = np.array([0, 0, 1, 1])
-        >>> select_mutual_information(X, y, 1)[0].tolist()
-        [0]
-
-    Notebook: 06_style_features.ipynb
-    """
-    scores = mutual_information(X, y, bins)
-    k = int(k)
-    if not 1 <= k <= len(scores):
-        raise ConfigError(f"k must be in 1..{len(scores)}, got {k}")
-    order = np.lexsort((np.arange(len(scores)), -scores))
-    return order[:k].astype(np.int64), scores
