@@ -4,9 +4,10 @@
 (vocab 90, embedding 64, 2 x 256 LSTM), primed with one middle C:
 
 * ``labkit``: :func:`labkit.sample.sample` (primer, then one jitted ``lax.scan`` over the 512
-  steps: ``model.step_function()`` + inverse-CDF draws, :func:`labkit.sample.draw_token`),
-  including the copy of the tokens to numpy. Since 2026-11-26; earlier runs measured the plain
-  ``model.step`` and ``jax.random.categorical``.
+  steps: ``model.step_function()`` + inverse-CDF draws, :func:`labkit.models.kernels.inverse_cdf_draw`),
+  including the copy of the tokens to numpy.
+* ``labkit-plain`` (``--plain``): the same with ``make_model(..., use_kernels=False)``: the plain
+  ``model.step`` and ``jax.random.categorical`` draws, to measure what the kernels gain.
 * ``labkit+icdf``: the prototype that labkit adopted (inverse-CDF draws, one-``tanh`` gates),
   without labkit's precomputed first-layer table; kept as the base of the bfloat16 variant.
 * ``torch``: what most tutorials write: ``nn.LSTM`` called one step at a time with the carried
@@ -99,8 +100,8 @@ def _make_sample_icdf():
 
 
 def check_icdf(seed: int = 0, draws: int = 200_000) -> dict:
-    """Chi-square test of labkit's draws (:func:`labkit.sample.draw_token`, the adopted form of
-    :func:`draw_icdf`) against the softmax, plain and after top-k filtering."""
+    """Chi-square test of labkit's draws (:func:`labkit.sample.draw_token` with its default kernel, the
+    adopted form of :func:`draw_icdf`) against the softmax, plain and after top-k filtering."""
     import jax
     import numpy as np
 
@@ -130,7 +131,7 @@ def check_icdf(seed: int = 0, draws: int = 200_000) -> dict:
 # --- the samplers -----------------------------------------------------------------------------------
 
 class LabkitSampler:
-    def __init__(self, seed: int, prototype: bool = False, matmul_dtype=None):
+    def __init__(self, seed: int, prototype: bool = False, matmul_dtype=None, plain: bool = False):
         import jax
         import numpy as np
         from flax import nnx
@@ -141,7 +142,7 @@ class LabkitSampler:
         self.S, self.jax, self.np = S, jax, np
         self.model = make_model(ModelConfig(vocab_size=common.VOCAB, embed_dim=common.EMBED,
                                             hidden_size=common.HIDDEN, num_layers=common.LAYERS,
-                                            dropout=common.DROPOUT), seed)
+                                            dropout=common.DROPOUT), seed, use_kernels=not plain)
         self.primer = S.default_primer()
         self.prototype = prototype
         self.matmul_dtype = matmul_dtype
@@ -204,6 +205,8 @@ def run(args) -> dict:
     print(f"devices: jax {jax.default_backend()}, torch {device}; load average {load_start:.1f}", flush=True)
 
     runners = {"labkit": LabkitSampler(args.seed)}
+    if args.plain:
+        runners["labkit-plain"] = LabkitSampler(args.seed, plain=True)
     if not args.no_prototype:
         import jax.numpy as jnp
 
@@ -248,7 +251,7 @@ def run(args) -> dict:
                 [t / w for t, w in zip(samples["torch"]["wall"], wall)])
             results[name]["cpu_ratio_vs_torch"] = common.spread(
                 [t / c for t, c in zip(samples["torch"]["cpu"], cpu)])
-    for name in ("labkit+icdf", "labkit+icdf+bf16"):
+    for name in ("labkit-plain", "labkit+icdf", "labkit+icdf+bf16"):
         if name in results:
             results[name]["speedup_vs_labkit"] = common.spread(
                 [a / b for a, b in zip(samples["labkit"]["wall"], samples[name]["wall"])])
@@ -265,8 +268,8 @@ def run(args) -> dict:
 WHAT = ("64 melodies x 512 events after a one-token primer (vocab 90, embedding 64, 2 x 256 LSTM), "
         "alternately in one process. *labkit*: `labkit.sample.sample` (one jitted `lax.scan` of "
         "`model.step_function()`, whose first layer looks its input products up in a table computed once, and "
-        "inverse-CDF draws, `labkit.sample.draw_token`; runs before 2026-11-26 measured `model.step` and "
-        "`jax.random.categorical`). *labkit+icdf*: the benchmark's prototype of the draws and one-tanh gates "
+        "inverse-CDF draws, `labkit.models.kernels.inverse_cdf_draw`); *labkit-plain* (`--plain`): the same without "
+        "the kernels (`use_kernels=False`: `model.step`, `jax.random.categorical`). *labkit+icdf*: the benchmark's prototype of the draws and one-tanh gates "
         "(benchmarks/lstm_sample.py), without the table; *labkit+icdf+bf16*: the same with bfloat16 matrix products "
         "(float32 accumulation and state; an opt-in for CPUs with AMX/AVX512-BF16 and GPUs). *torch*: `nn.LSTM` "
         "stepped from Python with the carried `(h, c)`, `softmax` + `torch.multinomial`, `torch.inference_mode()`. "
@@ -280,6 +283,8 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=2, help="threads for both frameworks (0: leave as is)")
     parser.add_argument("--omp-wait-policy", choices=["passive", "active", "default"], default="passive")
     parser.add_argument("--matmul-size", type=int, default=2048)
+    parser.add_argument("--plain", action="store_true",
+                        help="also time labkit-plain: the sampler without its kernels (use_kernels=False)")
     parser.add_argument("--no-prototype", action="store_true", help="skip the labkit+icdf variant")
     parser.add_argument("--no-bf16", action="store_true", help="skip the labkit+icdf+bf16 variant")
     parser.add_argument("--seed", type=int, default=0)
@@ -303,7 +308,7 @@ def main(argv=None) -> None:
     heading = common.section_heading(report, HEADING)
     text = common.markdown(report, heading, WHAT)
     lines = []
-    for name in ("labkit+icdf", "labkit+icdf+bf16"):
+    for name in ("labkit-plain", "labkit+icdf", "labkit+icdf+bf16"):
         proto = report["results"].get(name)
         if proto:
             lines.append(f"{name} against labkit (per round): wall {common.fmt_spread(proto['speedup_vs_labkit'], 2)}x, "

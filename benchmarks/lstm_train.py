@@ -7,12 +7,15 @@ What is timed, per step (one optimizer step on one batch):
   or, if that private helper is gone, ``jax.jit`` of the public ``labkit.train.train_step``),
   called as ``fit`` calls it: a numpy batch from ``prepare_batch``, dropout key, step, learning
   rate; clipping + AdamW (``make_optimizer``), masked cross-entropy, dropout 0.2.
-* ``labkit+vjp``: the same step and call path, with ``labkit.models._lstm_layer_scan`` replaced
-  by :func:`lstm_layer_scan_vjp` below: the hand-written backward pass as labkit/models.py first had
-  it (weight gradients in one matrix product after the time loop, the four gate
-  activations with one ``tanh``, the gates saved by the forward and differentiated in the
-  backward loop). labkit's layer now saves each gate's derivative in the forward pass instead,
-  and overwrites them with the gate gradients (one ``[T, B, 4H]`` buffer instead of two).
+* ``labkit-plain`` (``--plain``): the same step with ``make_model(..., use_kernels=False)``: the plain
+  code of ``labkit.models.melody`` (``OptimizedLSTMCell`` in a ``lax.scan``, autodiff, ``bernoulli``
+  dropout), to measure what the kernels of ``labkit.models.kernels`` (the default) gain.
+* ``labkit+vjp``: the same step and call path, with ``labkit.models.kernels.lstm_layer`` replaced
+  by :func:`lstm_layer_scan_vjp` below: an earlier form of the hand-written backward pass (weight
+  gradients in one matrix product after the time loop, the four gate activations with one
+  ``tanh``, the gates saved by the forward and differentiated in the backward loop). labkit's
+  layer saves each gate's derivative in the forward pass instead, and overwrites them with the
+  gate gradients (one ``[T, B, 4H]`` buffer instead of two).
 * ``torch``: ``nn.Embedding`` -> ``nn.LSTM(64, 256, num_layers=2, dropout=0.2)`` -> dropout ->
   ``nn.Linear``, masked ``cross_entropy``, ``clip_grad_norm_(1.0)``, ``AdamW`` (weight decay on
   matrices only, as labkit), the batch copied from numpy every step (as ``fit`` does).
@@ -227,7 +230,7 @@ class PeakMeter:
 # --- the prototype: an LSTM layer with the weight gradients outside the time loop -----------------
 
 def lstm_layer_scan_vjp(cell, carry, x, matmul_dtype=None):
-    """Drop-in for ``labkit.models._lstm_layer_scan``: the same layer, a faster backward pass.
+    """Drop-in for ``labkit.models.kernels.lstm_layer``: the same layer, another backward pass.
 
     ``cell`` is an ``nnx.OptimizedLSTMCell``, ``carry`` its ``(c, h)`` (``[B, H]`` each), ``x`` the
     time-major input ``[T, B, D]``; returns ``((c, h), outputs [T, B, H])`` as ``lax.scan`` does.
@@ -331,14 +334,14 @@ def _lstm_layer(dtype):
 @contextlib.contextmanager
 def patched_layer(matmul_dtype=None):
     """Within this block, labkit's LSTM layers run through :func:`lstm_layer_scan_vjp`."""
-    from labkit import models
+    from labkit.models import kernels
 
-    original = models._lstm_layer_scan
-    models._lstm_layer_scan = lambda cell, carry, x: lstm_layer_scan_vjp(cell, carry, x, matmul_dtype)
+    original = kernels.lstm_layer
+    kernels.lstm_layer = lambda cell, carry, x: lstm_layer_scan_vjp(cell, carry, x, matmul_dtype)
     try:
         yield
     finally:
-        models._lstm_layer_scan = original
+        kernels.lstm_layer = original
 
 
 # --- the batch ------------------------------------------------------------------------------------
@@ -359,7 +362,7 @@ def make_batch(seed: int = 0) -> dict:
 class LabkitTrainer:
     """labkit's training step, built and called as ``labkit.train.fit`` builds and calls it."""
 
-    def __init__(self, batch: dict, seed: int = 0, patched: bool = False, matmul_dtype=None):
+    def __init__(self, batch: dict, seed: int = 0, patched: bool = False, matmul_dtype=None, plain: bool = False):
         import jax
         import numpy as np
         from flax import nnx
@@ -373,7 +376,7 @@ class LabkitTrainer:
         root = jax.random.key(seed)
         config = ModelConfig(vocab_size=VOCAB, embed_dim=EMBED, hidden_size=HIDDEN, num_layers=LAYERS,
                              dropout=DROPOUT)
-        model = make_model(config, jax.random.fold_in(root, 0))
+        model = make_model(config, jax.random.fold_in(root, 0), use_kernels=not plain)
         self.dropout_root = jax.random.fold_in(root, 1)
         graphdef, params, rest = nnx.split(model, nnx.Param, ...)
         tcfg = T.TrainConfig(seed=seed, batch_size=BATCH, seq_len=STEPS, grad_clip=GRAD_CLIP,
@@ -521,6 +524,8 @@ def run(args) -> dict:
 
     print(f"devices: jax {jax.default_backend()}, torch {device}; load average {load_start:.1f}", flush=True)
     runners = {"labkit": LabkitTrainer(batch, args.seed)}
+    if args.plain:
+        runners["labkit-plain"] = LabkitTrainer(batch, args.seed, plain=True)
     if not args.no_prototype:
         import jax.numpy as jnp
 
@@ -569,7 +574,7 @@ def run(args) -> dict:
             results[name]["ratio_vs_torch"] = spread(ratios)
             cpu_ratios = [t / c for t, c in zip(samples["torch"]["cpu"], cpu)]
             results[name]["cpu_ratio_vs_torch"] = spread(cpu_ratios)
-    for name in ("labkit+vjp", "labkit+vjp+bf16"):
+    for name in ("labkit-plain", "labkit+vjp", "labkit+vjp+bf16"):
         if name in runners:
             a, b = runners["labkit"].first_stats, runners[name].first_stats
             results[name]["first_step_agreement"] = {
@@ -656,12 +661,12 @@ def tidy_markdown(text: str) -> str:
 
 WHAT = ("One optimizer step on a batch of 64 x 128 tokens (vocab 90, embedding 64, 2 x 256 LSTM, dropout 0.2, "
         "masked cross-entropy, gradient clipping, AdamW), alternately in one process. *labkit*: labkit.train's "
-        "jitted train step, called as `fit` calls it. *labkit+vjp*: the same step with the LSTM layer of "
-        "`lstm_layer_scan_vjp` (benchmarks/lstm_train.py), the hand-written backward pass as labkit first had it "
-        "(2026-11-26: the forward saves the gates, the backward loop computes their derivatives and "
-        "fills a second `[T, B, 4H]` buffer); labkit's layer now saves the derivatives and writes the gate gradients "
-        "over them, and draws its dropout masks a byte per entry (tables measured before that have the older "
-        "layer in *labkit*); "
+        "jitted train step, called as `fit` calls it (with the kernels of `labkit.models.kernels`, the default). "
+        "*labkit-plain* (`--plain`): the same step without the kernels (`use_kernels=False`). *labkit+vjp*: the "
+        "same step with the LSTM layer of `lstm_layer_scan_vjp` (benchmarks/lstm_train.py), an earlier form of the "
+        "hand-written backward pass (the forward saves the gates, the backward loop computes their derivatives "
+        "and fills a second `[T, B, 4H]` buffer; labkit's layer saves the derivatives and writes the gate "
+        "gradients over them); "
         "*labkit+vjp+bf16*: the same with bfloat16 matrix products (float32 accumulation, state and gradients), "
         "an opt-in for CPUs with AMX/AVX512-BF16 and GPUs, not comparable in precision with the others. *torch*: "
         "`nn.LSTM` with the same sizes and step. Speed vs torch is the median of each round's ratio.")
@@ -675,6 +680,8 @@ def parse_args(argv=None):
     parser.add_argument("--omp-wait-policy", choices=["passive", "active", "default"], default="passive",
                         help="OpenMP wait policy for torch (used only if OMP_WAIT_POLICY is not set)")
     parser.add_argument("--matmul-size", type=int, default=2048, help="n of the n^3 peak matrix product")
+    parser.add_argument("--plain", action="store_true",
+                        help="also time labkit-plain: the model without its kernels (use_kernels=False)")
     parser.add_argument("--no-prototype", action="store_true", help="skip the labkit+vjp variant")
     parser.add_argument("--no-bf16", action="store_true", help="skip the labkit+vjp+bf16 variant")
     parser.add_argument("--check", action="store_true", help="also compare gradients of labkit and labkit+vjp")
@@ -700,7 +707,7 @@ def main(argv=None) -> None:
     heading = section_heading(report, HEADING)
     text = markdown(report, heading, WHAT)
     extra = []
-    for name in ("labkit+vjp", "labkit+vjp+bf16"):
+    for name in ("labkit-plain", "labkit+vjp", "labkit+vjp+bf16"):
         proto = report["results"].get(name, {})
         if "speedup_vs_labkit" in proto:
             agreement = ", ".join(f"{v:.1e}" for v in proto.get("first_step_agreement", {}).values())

@@ -49,7 +49,7 @@ __all__ = [
     "rnn_forward",
     "manual_gradients",
     "sgd_update",
-    "train_step",
+    "sgd_step",
     "train_until",
     "gradient_norms_through_time",
     "lstm_cell_by_hand",
@@ -456,8 +456,8 @@ def _step(params, inputs, targets, learning_rate, h0, activation, manual):
 _jit_step = jax.jit(_step, static_argnames=("activation", "manual"))
 
 
-def train_step(params: dict, inputs, targets, learning_rate: float, *, h0=None,
-               activation: str = "tanh", manual: bool = False):
+def sgd_step(params: dict, inputs, targets, learning_rate: float, *, h0=None,
+             activation: str = "tanh", manual: bool = False):
     """One jitted gradient-descent step on eq. 1 (full sequence, eq. 2 update).
 
     Args:
@@ -475,7 +475,7 @@ def train_step(params: dict, inputs, targets, learning_rate: float, *, h0=None,
     Notebook: 03_rnn_from_first_principles.ipynb
     """
     _check_activation(activation)
-    inputs, h0 = _check_rnn(params, inputs, h0, "train_step")
+    inputs, h0 = _check_rnn(params, inputs, h0, "sgd_step")
     return _jit_step(params, inputs, jnp.asarray(targets, jnp.float32), learning_rate, h0, activation, bool(manual))
 
 

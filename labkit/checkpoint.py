@@ -5,15 +5,19 @@ state, ...) and one JSON document of metadata (the model and training configs, t
 the position in the data, the history so far):
 
 * every array is stored under ``"<tree>/<path>"``, e.g. ``params/cells/0/dense_h/kernel``
-  or ``opt_state/0/mu/embed/embedding``, where ``<path>`` spells the pytree path of the leaf;
+  or ``opt_state/1/0/mu/embed/embedding``, where ``<path>`` spells the pytree path of the leaf;
 * the metadata is stored as UTF-8 JSON bytes under ``__meta__``.
 
 Nothing in the file is code: :func:`load_checkpoint` reads it with
 ``np.load(..., allow_pickle=False)`` and fills in a *template* pytree of the right structure
 (built from the config), checking every name, shape and dtype, so a checkpoint written
 for another model raises :class:`~labkit.errors.CheckpointError` naming the first mismatch.
-Files are written to a temporary name in the same folder and moved into place with
-``os.replace``, so an interrupted write never leaves a half-written checkpoint.
+Files are written with :func:`labkit._common.atomic_write` (a hidden temporary file in the same
+folder, moved into place), so an interrupted write never leaves a half-written checkpoint.
+
+The melody model that ships with labkit (``labkit/assets/melody_lstm.npz``, trained by
+``python -m labkit.train_shipped``) is found by :func:`shipped_melody_model_path` and loaded by
+:func:`load_melody_model`; :func:`shipped_melody_model_info` reads its metadata.
 
 Notebook: 04_lstm_melody_model.ipynb
 """
@@ -29,12 +33,17 @@ import jax
 import numpy as np
 from flax import nnx
 
+from labkit._common import atomic_write
 from labkit.errors import CheckpointError, ConfigError
 from labkit.models import ModelConfig, make_model
 
 #: Bump when the layout of checkpoint files changes.
 FORMAT_VERSION = 1
 _META_KEY = "__meta__"
+
+#: The shipped melody model and its metadata, in ``labkit/assets`` of the installed package.
+SHIPPED_MELODY_MODEL_FILE = "melody_lstm.npz"
+SHIPPED_MELODY_META_FILE = "melody_lstm.json"
 
 
 def _path_str(path) -> str:
@@ -100,18 +109,7 @@ def save_checkpoint(path: str | os.PathLike, trees: dict[str, Any], meta: dict |
     except TypeError as error:
         raise ConfigError(f"checkpoint metadata is not JSON-serialisable: {error}", path) from None
     arrays[_META_KEY] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic_write(path, lambda handle: np.savez(handle, **arrays))
 
 
 def _open(path: Path):
@@ -222,3 +220,62 @@ def load_model(path: str | os.PathLike) -> tuple[nnx.Module, ModelConfig]:
     trees, _ = load_checkpoint(path, {"params": nnx.state(model, nnx.Param)})
     nnx.update(model, trees["params"])
     return model, config
+
+
+# --- the shipped melody model --------------------------------------------------------------------
+
+def shipped_melody_model_path() -> Path:
+    """``<labkit package>/assets/melody_lstm.npz`` (found from the package folder, so it works installed).
+
+    Notebook: 05_sampling_studio.ipynb
+
+    Example:
+        >>> shipped_melody_model_path().name
+        'melody_lstm.npz'
+    """
+    return Path(__file__).resolve().parent / "assets" / SHIPPED_MELODY_MODEL_FILE
+
+
+def shipped_melody_model_info() -> dict:
+    """The metadata of the shipped melody model (``melody_lstm.json``): settings, scores, training time.
+
+    Raises :class:`CheckpointError` when the file is missing or unreadable.
+
+    Notebook: 04_lstm_melody_model.ipynb
+
+    Example:
+        >>> shipped_melody_model_info()["model_config"]["hidden_size"]
+        256
+    """
+    path = shipped_melody_model_path().with_name(SHIPPED_MELODY_META_FILE)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError("the shipped model's metadata is missing; run `make model` "
+                              "(python -m labkit.train_shipped)", path) from None
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read the shipped model's metadata ({exc})", path) from None
+
+
+def load_melody_model(checkpoint: str | os.PathLike | None = None) -> tuple[nnx.Module, ModelConfig]:
+    """``(model, config)`` from ``checkpoint`` (written by :func:`save_model` or ``fit``), or the shipped model.
+
+    Raises :class:`CheckpointError` naming the file when it is missing or does not hold a model.
+
+    Notebook: 05_sampling_studio.ipynb
+
+    Example:
+        >>> model, config = load_melody_model()
+        >>> config.hidden_size, type(model).__name__
+        (256, 'MelodyLSTM')
+    """
+    if checkpoint is None:
+        path = shipped_melody_model_path()
+        if not path.is_file():
+            raise CheckpointError("the shipped model is missing; train it with `make model` "
+                                  "(python -m labkit.train_shipped) or pass --checkpoint", path)
+    else:
+        path = Path(checkpoint)
+        if path.is_dir():
+            raise CheckpointError("is a folder; give the checkpoint file (e.g. best.npz)", path)
+    return load_model(path)

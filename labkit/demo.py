@@ -12,7 +12,7 @@ Each stage adds a section to ``out/report.md`` and writes its files beside it:
 3. generation: ``--num`` melodies from that model, primed with the first bar of a test
    tune, as MIDI, WAV and piano-roll PNG in ``out/generated/``, with the sampling settings.
 4. style: the shipped style model's index of the generated melodies beside real held-out
-   tunes, on the bipolar axis (``style_axis.png``; :mod:`labkit.demo_style`).
+   tunes, on the bipolar axis (``style_axis.png``; :mod:`labkit.style.demo`).
 
 With ``LABKIT_FAST=1`` (or ``quick=True``) every stage shrinks to seconds.
 
@@ -204,10 +204,10 @@ def model_stage(report: Report, settings: DemoSettings, *, style: str = DEFAULT_
     from labkit.checkpoint import save_model
     from labkit.data import load_melodies
     from labkit.errors import CheckpointError, CorpusError
-    from labkit.generate import load_generator, shipped_model_info
+    from labkit.checkpoint import load_melody_model, shipped_melody_model_info
     from labkit.models import ModelConfig
-    from labkit.train import TrainConfig, fit
-    from labkit.train_shipped import AUGMENT_SEMITONES, finetune, split_scores, train_source, valid_source
+    from labkit.train import (AUGMENT_SEMITONES, TrainConfig, finetune, fit, split_scores, train_source,
+                              valid_source)
 
     mels = load_melodies(styles=[style])
     if len(mels) == 0:
@@ -218,7 +218,7 @@ def model_stage(report: Report, settings: DemoSettings, *, style: str = DEFAULT_
     model, before, how, info = None, None, None, {}
     if not settings.train:
         try:
-            model, model_config = load_generator()
+            model, model_config = load_melody_model()
         except CheckpointError as exc:
             report.add(f"The shipped model could not be loaded ({exc}); training one from scratch instead.", "")
     steps, rate = _schedule(settings, from_scratch=model is None)
@@ -231,7 +231,7 @@ def model_stage(report: Report, settings: DemoSettings, *, style: str = DEFAULT_
     if model is not None:
         how = "fine-tuned from the shipped model"
         try:
-            info = shipped_model_info()
+            info = shipped_melody_model_info()
         except CheckpointError:
             info = {}
         before = split_scores(model, test_set)
@@ -353,7 +353,7 @@ def run(out: str | Path = "out", *, seed: int = 0, train: bool = False, style: s
     times["model"] = time.perf_counter() - started - sum(times.values())
     generation_stage(report, model, settings, test_set, seed=seed)
     times["generation"] = time.perf_counter() - started - sum(times.values())
-    from labkit.demo_style import style_stage
+    from labkit.style.demo import style_stage
 
     style_stage(report, out / "generated", target=style, seed=seed)
     times["style"] = time.perf_counter() - started - sum(times.values())

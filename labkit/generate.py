@@ -3,8 +3,8 @@
 The pieces every front end shares (``python -m labkit generate``, ``make demo``, notebooks
 ``04_lstm_melody_model.ipynb`` and ``05_sampling_studio.ipynb``):
 
-* :func:`load_generator`: a model from a checkpoint, or the model that ships with labkit
-  (``labkit/assets/melody_lstm.npz``, trained by ``python -m labkit.train_shipped``);
+* :func:`labkit.checkpoint.load_melody_model` (not here): a model from a checkpoint, or the model
+  that ships with labkit (``labkit/assets/melody_lstm.npz``, trained by ``python -m labkit.train_shipped``);
 * :func:`read_primer`: primer tokens from the melody of a MIDI file;
 * :func:`generate_melodies`: ``num`` melodies by sampling (temperature, top-k, top-p) or by
   beam search, as :class:`~labkit.melody.Melody` objects that start with the primer;
@@ -29,72 +29,17 @@ from pathlib import Path
 
 import numpy as np
 
+from labkit._common import atomic_write
 from labkit.encoding import MelodyEncoding
-from labkit.errors import CheckpointError, ConfigError, EncodingError, NoMelodyError
+from labkit.errors import ConfigError, EncodingError, NoMelodyError
 from labkit.melody import Melody
 
-#: The shipped model and its metadata, inside the installed package.
-SHIPPED_MODEL_FILE = "melody_lstm.npz"
-SHIPPED_META_FILE = "melody_lstm.json"
-
-#: Default sampling settings of the command line and the demo. Temperature 0.8: with the shipped
-#: model, 64 melodies of 128 steps sampled at 0.8 matched 64 corpus test crops of the same length best
-#: (notes 43.8 vs 44.7, mean note 3.4 vs 3.1 steps, pitch span 15 vs 13 semitones); at 1.0 they had
-#: 68 notes of 2.1 steps spanning 21 semitones: too busy and too wide.
+#: Default sampling settings of the command line and the demo. Temperature 0.8: melodies of the
+#: shipped model sampled at 0.8 come closest to the corpus's test tunes in note count, note length and
+#: pitch span; at 1.0 they are too busy and too wide (figures in benchmarks/README.md).
 DEFAULT_TEMPERATURE = 0.8
 DEFAULT_LENGTH = 128
 DEFAULT_QPM = 120.0
-
-
-def shipped_model_path() -> Path:
-    """``<labkit package>/assets/melody_lstm.npz`` (found from the package folder, so it works installed).
-
-    Notebook: 05_sampling_studio.ipynb
-    """
-    return Path(__file__).resolve().parent / "assets" / SHIPPED_MODEL_FILE
-
-
-def shipped_model_info() -> dict:
-    """The metadata of the shipped model (``melody_lstm.json``): settings, scores, training time.
-
-    Raises :class:`CheckpointError` when the file is missing or unreadable.
-
-    Notebook: 04_lstm_melody_model.ipynb
-    """
-    path = shipped_model_path().with_name(SHIPPED_META_FILE)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError("the shipped model's metadata is missing; run `make model` "
-                              "(python -m labkit.train_shipped)", path) from None
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read the shipped model's metadata ({exc})", path) from None
-
-
-def load_generator(checkpoint: str | os.PathLike | None = None):
-    """``(model, config)`` from ``checkpoint`` (written by ``save_model`` or ``fit``), or the shipped model.
-
-    Raises :class:`CheckpointError` naming the file when it is missing or does not hold a model.
-
-    Notebook: 05_sampling_studio.ipynb
-
-    Example:
-        >>> model, config = load_generator()              # doctest: +SKIP
-        >>> config.hidden_size                            # doctest: +SKIP
-        256
-    """
-    from labkit.checkpoint import load_model
-
-    if checkpoint is None:
-        path = shipped_model_path()
-        if not path.is_file():
-            raise CheckpointError("the shipped model is missing; train it with `make model` "
-                                  "(python -m labkit.train_shipped) or pass --checkpoint", path)
-    else:
-        path = Path(checkpoint)
-        if path.is_dir():
-            raise CheckpointError("is a folder; give the checkpoint file (e.g. best.npz)", path)
-    return load_model(path)
 
 
 # --- parameters -------------------------------------------------------------------------------
@@ -191,7 +136,7 @@ def generate_melodies(model, *, num: int = 4, length: int = DEFAULT_LENGTH,
     """Generate ``num`` melodies of ``length`` new steps after a primer.
 
     Args:
-        model: a labkit melody model (:func:`load_generator`, :func:`labkit.train.fit`).
+        model: a labkit melody model (:func:`labkit.checkpoint.load_melody_model`, :func:`labkit.train.fit`).
         num: melodies to generate.
         length: steps generated after the primer (128 = 8 bars of 4/4 at 4 steps per quarter).
         temperature: > 0; below 1 sharpens, above 1 flattens the model's distribution.
@@ -314,7 +259,7 @@ def write_outputs(melodies: list[Melody], out: str | os.PathLike, *, audio: bool
     summary = {"settings": settings or {},
                "melodies": [{k: (Path(v).name if k in ("midi", "wav", "png") and v else v) for k, v in r.items()}
                             for r in records]}
-    (out / "generation.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    atomic_write(out / "generation.json", (json.dumps(summary, indent=1) + "\n").encode("utf-8"))
     return records
 
 

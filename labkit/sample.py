@@ -14,12 +14,12 @@ How a token is picked (:func:`filter_logits`, applied in this order):
 * ``top_p`` ``p`` (nucleus sampling, Holtzman et al. 2020): only the smallest set of most likely
   tokens whose probability adds up to at least ``p`` stays (``1`` = off; a tiny ``p`` = greedy).
 
-then a token is drawn by :func:`draw_token` (inverse-CDF sampling: one uniform number per melody
-and step, and the first token whose cumulative probability passes it) from one key per step,
-split from the key (or ``seed``) you give: the same key, model, primer and settings give the
-same melodies. The loop steps the model through ``model.step_function()``, which is ``step``
-with what stays the same at every step computed once (see
-:meth:`labkit.models.MelodyLSTM.step_function`).
+then a token is drawn by :func:`draw_token` from one key per step, split from the key (or
+``seed``) you give: the same key, model, primer and settings give the same melodies. The plain
+draw is ``jax.random.categorical``; by default the sampler uses the faster inverse-CDF draw of
+:mod:`labkit.models.kernels` (the same distribution; other tokens for the same key). The loop
+steps the model through ``model.step_function()``, which is ``step`` with what stays the same at
+every step computed once (see :meth:`labkit.models.MelodyLSTM.step_function`).
 
 :func:`beam_search` keeps instead the ``beam_size`` most probable continuations. Every
 continuation has the same length (the vocabulary has no end token), so dividing the score by
@@ -51,6 +51,7 @@ from flax import nnx
 from labkit.encoding import NO_EVENT_TOKEN, MelodyEncoding
 from labkit.errors import ConfigError, EncodingError
 from labkit.melody import Melody
+from labkit.models import kernels
 
 #: The pitch of the default primer: a single middle C.
 DEFAULT_PRIMER_PITCH = 60
@@ -141,36 +142,25 @@ def filter_logits(logits: jax.Array, temperature=1.0, top_k=0, top_p=1.0) -> jax
     return logits
 
 
-def draw_token(key: jax.Array, logits: jax.Array) -> jax.Array:
-    """One token per row of ``logits [..., V]`` (``-inf`` = excluded), by inverse-CDF sampling: int32 ``[...]``.
+def draw_token(key: jax.Array, logits: jax.Array, *, use_kernels: bool = True) -> jax.Array:
+    """One token per row of ``logits [..., V]`` (``-inf`` = excluded), drawn from their softmax: int32 ``[...]``.
 
-    The softmax's cumulative sums split ``[0, 1)`` into one interval per token, as long as its
-    probability; a uniform number ``u`` falls into token ``i``'s interval with probability
-    ``p_i``, so the token whose interval holds ``u`` (the first whose cumulative probability
-    exceeds it) is a draw from the distribution. The same distribution as
-    ``jax.random.categorical``, which adds a Gumbel variable to every logit: that costs ``V``
-    random numbers and two logarithms per row where this costs one random number, which made
-    the whole sampler about 1.2x faster on a 2-core CPU (benchmarks/lstm_sample.py). A token of
-    probability 0 is never drawn.
-
-    The cumulative sums are taken of ``exp(z - max z)`` (the softmax before it is divided by its
-    sum: ``u`` is scaled by the total instead), as one product with a triangular matrix of ones:
-    XLA's CPU ``cumsum`` is a reduce-window that took 6% of the sampler's time; with the product
-    the sampler is about 3% faster (benchmarks/README.md, "What was tried").
+    The plain draw is ``jax.random.categorical(key, logits)``: it adds a Gumbel variable to every
+    logit and takes the arg-max (``V`` random numbers per row). ``use_kernels=True`` (the default)
+    draws from the same distribution by inverse-CDF sampling, one uniform number per row
+    (:func:`labkit.models.kernels.inverse_cdf_draw`), which is faster; the two give different tokens
+    for the same key. A token of probability 0 is never drawn either way.
 
     Notebook: 05_sampling_studio.ipynb
 
     Example:
-        >>> int(draw_token(jax.random.key(0), jnp.array([-jnp.inf, 0.0, -jnp.inf])))
-        1
+        >>> logits = jnp.array([-jnp.inf, 0.0, -jnp.inf])
+        >>> int(draw_token(jax.random.key(0), logits)), int(draw_token(jax.random.key(0), logits, use_kernels=False))
+        (1, 1)
     """
-    logits = logits.astype(jnp.float32)
-    weights = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))
-    size = logits.shape[-1]
-    upper = (jnp.arange(size)[:, None] <= jnp.arange(size)[None, :]).astype(jnp.float32)
-    cdf = jnp.dot(weights, upper, precision=jax.lax.Precision.HIGHEST)         # running sums
-    u = jax.random.uniform(key, logits.shape[:-1] + (1,), cdf.dtype) * cdf[..., -1:]
-    return jnp.minimum(jnp.sum(cdf <= u, axis=-1), size - 1).astype(jnp.int32)
+    if use_kernels:
+        return kernels.inverse_cdf_draw(key, logits)
+    return jax.random.categorical(key, logits.astype(jnp.float32), axis=-1).astype(jnp.int32)
 
 
 def _check_model(model) -> int:
@@ -264,8 +254,9 @@ def _primer_batch(primer, num: int, vocab_size: int) -> np.ndarray:
     raise ConfigError(f"primer must be [P] or [{num}, P] tokens, got shape {primer.shape}")
 
 
-@partial(jax.jit, static_argnames=("graphdef", "length", "use_top_k", "use_top_p"))
-def _sample_jit(graphdef, state, primer, key, temperature, top_k, top_p, *, length, use_top_k, use_top_p):
+@partial(jax.jit, static_argnames=("graphdef", "length", "use_top_k", "use_top_p", "use_kernels"))
+def _sample_jit(graphdef, state, primer, key, temperature, top_k, top_p, *, length, use_top_k, use_top_p,
+                use_kernels):
     model = nnx.merge(graphdef, state)
     top_k = top_k if use_top_k else 0          # a Python 0 / 1.0 compiles the filter away
     top_p = top_p if use_top_p else 1.0
@@ -274,7 +265,7 @@ def _sample_jit(graphdef, state, primer, key, temperature, top_k, top_p, *, leng
 
     def body(loop, step_key):
         carry, logits = loop
-        token = draw_token(step_key, filter_logits(logits, temperature, top_k, top_p))
+        token = draw_token(step_key, filter_logits(logits, temperature, top_k, top_p), use_kernels=use_kernels)
         carry, logits = step(carry, token)
         return (carry, logits), token
 
@@ -283,7 +274,7 @@ def _sample_jit(graphdef, state, primer, key, temperature, top_k, top_p, *, leng
 
 
 def sample(model, config: SampleConfig = SampleConfig(), primer=None, *, key: jax.Array | None = None,
-           encoding: MelodyEncoding | None = None) -> np.ndarray:
+           encoding: MelodyEncoding | None = None, use_kernels: bool | None = None) -> np.ndarray:
     """Sample ``config.num_samples`` continuations of ``primer``.
 
     Args:
@@ -293,6 +284,9 @@ def sample(model, config: SampleConfig = SampleConfig(), primer=None, *, key: ja
             :func:`default_primer` (one middle C).
         key: JAX key; default ``jax.random.key(config.seed)``.
         encoding: only for the default primer.
+        use_kernels: draw tokens with the inverse-CDF kernel (``True``) or ``jax.random.categorical``
+            (``False``; see :func:`draw_token`); default: the model's ``use_kernels`` (``True`` unless
+            built with ``make_model(..., use_kernels=False)``).
 
     Returns int32 ``[N, P + length]``: the primer followed by the generated tokens.
 
@@ -314,7 +308,8 @@ def sample(model, config: SampleConfig = SampleConfig(), primer=None, *, key: ja
     graphdef, state = nnx.split(model)
     tokens = _sample_jit(graphdef, state, primer, key, np.float32(config.temperature), np.int32(config.top_k),
                          np.float32(config.top_p), length=int(config.length),
-                         use_top_k=config.top_k > 0, use_top_p=config.top_p < 1.0)
+                         use_top_k=config.top_k > 0, use_top_p=config.top_p < 1.0,
+                         use_kernels=bool(getattr(model, "use_kernels", True) if use_kernels is None else use_kernels))
     return np.asarray(tokens)
 
 

@@ -16,9 +16,10 @@ How the loop is built:
   parameters; :func:`train_step` and :func:`eval_step` are pure functions of
   ``(params, opt_state, batch, key)`` compiled with ``jax.jit``, and the model is rebuilt
   inside them with ``nnx.merge`` (so no Python runs per step beyond the call itself).
-* The optimizer is optax: global-norm gradient clipping, then AdamW with linear warm-up and
-  cosine decay (:func:`make_optimizer`, :func:`learning_rate_at`); the learning rate is an
-  argument of the compiled step, so changing the schedule does not recompile it.
+* The optimizer is optax: global-norm gradient clipping, then ``optax.adamw`` with weight decay on
+  matrices only (:func:`make_optimizer`); the learning rate follows a linear warm-up and a cosine
+  decay (:func:`learning_rate_schedule`, optax's ``linear_schedule`` and ``cosine_decay_schedule``)
+  and is an argument of the compiled step, so changing the schedule does not recompile it.
 * Randomness: the parameters come from ``fold_in(key(seed), 0)``; the dropout key of step
   ``s`` is ``fold_in(fold_in(key(seed), 1), s)``; the data of epoch ``e`` is whatever
   ``train_batches(e)`` yields (the data source seeds itself, e.g. from
@@ -30,18 +31,30 @@ How the loop is built:
   Batches are padded with masked rows to a multiple of the device count. On one device
   this is a no-op.
 
+Beyond the loop: :func:`evaluate_model` scores a model on batches, :func:`split_scores` on whole
+tunes (bits per event and per note), :func:`finetune` continues training a trained model, and
+:func:`train_source` / :func:`valid_source` / :func:`length_sorted_batches` make the data sources
+of the shipped model's recipe (``python -m labkit.train_shipped``).
+
+Two figures describe a model on a split (:func:`split_scores`):
+
+* **bits per event**: the mean cross-entropy ``-log2 p(event | events before)`` over every
+  event after a tune's first one (holds, note-offs and note-ons alike);
+* **bits per note**: the same total divided by the number of notes (note-ons) scored: what
+  the model pays, in bits, for a whole tune (rhythm and rests included) per note. It is *not*
+  IDyOM's pitch-only figure (Pearce 2005), which predicts the pitch of each note given the
+  earlier pitches, with the rhythm known; notebook ``04_lstm_melody_model.ipynb`` computes both.
+
 Notebook: 04_lstm_melody_model.ipynb
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Any, Callable, Iterable
 
 import jax
 import jax.numpy as jnp
@@ -49,14 +62,20 @@ import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from tqdm.auto import tqdm
 
 from labkit.checkpoint import load_checkpoint, read_meta, save_checkpoint
+from labkit.data import MelodySet, batches
+from labkit.encoding import MelodyEncoding
 from labkit.errors import CheckpointError, ConfigError, CorpusError, EncodingError
 from labkit.models import ModelConfig, make_model
 
 LN2 = math.log(2.0)
 CHECKPOINT_NAME = "checkpoint.npz"
 BEST_NAME = "best.npz"
+
+#: Largest random transposition of a training melody by :func:`train_source`, in semitones (either way).
+AUGMENT_SEMITONES = 5
 
 
 @dataclass(frozen=True)
@@ -140,8 +159,7 @@ class TrainConfig:
 
 
 #: Named settings. ``ci``: seconds, for tests and ``LABKIT_FAST``; ``cpu``: a student's laptop
-#: (1500 steps of a 2x256 LSTM: about 7-8 minutes on 2 cores, 443 s in notebook 04); ``gpu``: a Colab
-#: GPU or better.
+#: (1500 steps of a 2x256 LSTM: several minutes on 2 cores); ``gpu``: a Colab GPU or better.
 PRESETS: dict[str, TrainConfig] = {
     "ci": TrainConfig(num_steps=20, batch_size=8, seq_len=32, learning_rate=3e-3, warmup_steps=2,
                       eval_every=10, max_eval_batches=2, patience=0, log_every=5, progress=False),
@@ -174,7 +192,8 @@ def preset(name: str, **overrides) -> TrainConfig:
 def learning_rate_at(config: TrainConfig, step: int) -> float:
     """The learning rate of optimizer step ``step`` (0-based): linear warm-up to ``learning_rate``
     over ``warmup_steps``, then cosine decay to ``end_lr_ratio * learning_rate`` at ``num_steps``.
-    Step 0 already has a positive rate.
+    Step 0 already has a positive rate (``learning_rate / warmup_steps``). Computed by
+    :func:`learning_rate_schedule` (float32).
 
     Notebook: 04_lstm_melody_model.ipynb
 
@@ -183,43 +202,54 @@ def learning_rate_at(config: TrainConfig, step: int) -> float:
         >>> [round(learning_rate_at(cfg, s), 3) for s in (0, 9, 60, 110)]
         [0.1, 1.0, 0.55, 0.1]
     """
-    warm = min(1.0, (step + 1.0) / max(config.warmup_steps, 1))
-    progress = min(max((step - config.warmup_steps) / max(config.num_steps - config.warmup_steps, 1), 0.0), 1.0)
-    end = config.end_lr_ratio
-    return config.learning_rate * warm * (end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * progress)))
+    return float(learning_rate_schedule(config)(int(step)))
 
 
-def learning_rate_schedule(config: TrainConfig) -> Callable[[int], float]:
-    """:func:`learning_rate_at` as a function of the step alone (for plots).
+@cache
+def learning_rate_schedule(config: TrainConfig) -> optax.Schedule:
+    """The learning-rate schedule of ``config`` as an optax schedule (a function of the step).
+
+    ``optax.join_schedules`` of a ``linear_schedule`` from ``learning_rate / warmup_steps`` at step 0
+    to ``learning_rate`` at step ``warmup_steps - 1``, and a ``cosine_decay_schedule`` from
+    ``learning_rate`` at step ``warmup_steps`` to ``end_lr_ratio * learning_rate`` at ``num_steps``.
 
     Notebook: 04_lstm_melody_model.ipynb
+
+    Example:
+        >>> schedule = learning_rate_schedule(TrainConfig(learning_rate=1.0, warmup_steps=4, num_steps=8))
+        >>> [round(float(schedule(s)), 3) for s in range(9)]
+        [0.25, 0.5, 0.75, 1.0, 1.0, 0.868, 0.55, 0.232, 0.1]
     """
-    return lambda step: learning_rate_at(config, int(step))
+    peak, warmup = config.learning_rate, config.warmup_steps
+    decay = optax.cosine_decay_schedule(peak, max(config.num_steps - warmup, 1), alpha=config.end_lr_ratio)
+    if warmup == 0:
+        return decay
+    return optax.join_schedules([optax.linear_schedule(peak / warmup, peak, warmup - 1), decay], [warmup])
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    """AdamW's update *direction*: ``clip_by_global_norm(grad_clip)``, Adam's moment scaling, and
-    decoupled weight decay on arrays of rank >= 2 (kernels, embeddings; not biases).
+    """AdamW's update *direction*: ``clip_by_global_norm(grad_clip)``, then ``optax.adamw`` with a
+    learning rate of 1 and decoupled weight decay on arrays of rank >= 2 (kernels, embeddings; not
+    biases), through its ``mask``.
 
-    :func:`train_step` multiplies the result by ``-learning_rate`` (from :func:`learning_rate_at`),
-    so this is ``optax.adamw`` with the learning rate passed in at each step: changing the
-    schedule (or ``num_steps``) does not recompile the step. Only ``grad_clip`` and
-    ``weight_decay`` are read from ``config``.
+    :func:`train_step` multiplies the result by the step's learning rate (from
+    :func:`learning_rate_at`), so changing the schedule (or ``num_steps``) does not recompile the
+    step. Only ``grad_clip`` and ``weight_decay`` are read from ``config``; the same settings give
+    the same object, so repeated :func:`fit` calls reuse the compiled steps.
 
     Notebook: 04_lstm_melody_model.ipynb
     """
     return _optimizer(float(config.grad_clip), float(config.weight_decay))
 
 
-@lru_cache(maxsize=16)
-def _optimizer(grad_clip: float, weight_decay: float) -> optax.GradientTransformation:
-    # One object per setting, so that repeated fit() calls reuse the compiled steps.
-    def decay_mask(params):
-        return jax.tree_util.tree_map(lambda x: x.ndim >= 2, params)
+def _matrices(params):
+    return jax.tree_util.tree_map(lambda x: x.ndim >= 2, params)
 
-    parts = [optax.clip_by_global_norm(grad_clip)] if grad_clip > 0 else []
-    parts += [optax.scale_by_adam(), optax.add_decayed_weights(weight_decay, mask=decay_mask)]
-    return optax.chain(*parts)
+
+@cache
+def _optimizer(grad_clip: float, weight_decay: float) -> optax.GradientTransformation:
+    adamw = optax.adamw(learning_rate=1.0, weight_decay=weight_decay, mask=_matrices)
+    return optax.chain(optax.clip_by_global_norm(grad_clip), adamw) if grad_clip > 0 else adamw
 
 
 # --- pure steps ----------------------------------------------------------------------------------
@@ -267,15 +297,15 @@ def train_step(graphdef, rest, tx, params, opt_state, batch, key, learning_rate)
         return stats["nll"] / jnp.maximum(stats["weight"], 1.0), stats
 
     (_, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    updates = jax.tree_util.tree_map(lambda u: -learning_rate * u, updates)
+    updates, opt_state = tx.update(grads, opt_state, params)        # already points downhill
+    updates = jax.tree_util.tree_map(lambda u: learning_rate * u, updates)
     params = optax.apply_updates(params, updates)
     grad_norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree_util.tree_leaves(grads)))
     return params, opt_state, {**stats, "grad_norm": grad_norm}
 
 
 def eval_step(graphdef, rest, params, batch):
-    """Sums of :func:`token_stats` on one batch, without dropout (pure; jitted by :func:`evaluate`).
+    """Sums of :func:`token_stats` on one batch, without dropout (pure; jitted by :func:`evaluate_model`).
 
     Notebook: 04_lstm_melody_model.ipynb
     """
@@ -294,7 +324,7 @@ def data_mesh() -> Mesh:
     return Mesh(np.array(jax.local_devices()), ("data",))
 
 
-@lru_cache(maxsize=16)
+@cache
 def _compiled_train_step(graphdef, tx, mesh: Mesh):
     """:func:`train_step` jitted for a model structure, optimizer and mesh (batch sharded, rest replicated)."""
     replicated = NamedSharding(mesh, PartitionSpec())
@@ -308,7 +338,7 @@ def _compiled_train_step(graphdef, tx, mesh: Mesh):
                                            replicated, replicated), out_shardings=replicated)
 
 
-@lru_cache(maxsize=16)
+@cache
 def _compiled_eval_step(graphdef, mesh: Mesh):
     """:func:`eval_step` jitted for a model structure and mesh; also returns the replicated sharding."""
     replicated = NamedSharding(mesh, PartitionSpec())
@@ -377,7 +407,7 @@ def _epoch_iter(source, epoch: int):
     return iter(source)
 
 
-def evaluate(model: nnx.Module, batches, *, max_batches: int | None = None, pad_time_to: int = 32) -> dict:
+def evaluate_model(model: nnx.Module, batches, *, max_batches: int | None = None, pad_time_to: int = 32) -> dict:
     """Cross-entropy of ``model`` on ``batches`` (an iterable, or a function of no arguments giving one).
 
     Returns ``{"loss": nats/event, "bits": bits/event, "accuracy": argmax accuracy, "events": count}``,
@@ -388,7 +418,7 @@ def evaluate(model: nnx.Module, batches, *, max_batches: int | None = None, pad_
     Example:
         >>> m = make_model(ModelConfig(vocab_size=5, embed_dim=4, hidden_size=8, num_layers=1), 0)
         >>> b = {"tokens": np.zeros((2, 9), np.int32), "mask": np.ones((2, 9), np.float32)}
-        >>> evaluate(m, [b])["events"]
+        >>> evaluate_model(m, [b])["events"]
         16.0
     """
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
@@ -625,24 +655,130 @@ def _evaluation_record(progress, acc_dev, seconds, learning_rate) -> dict:
             "elapsed_s": acc["seconds"]}
 
 
-class _NoBar:
-    n = 0
-
-    def set_postfix(self, *args, **kwargs):
-        pass
-
-    def update(self, n):
-        self.n += n
-
-    def close(self):
-        pass
-
-
 def _progress_bar(cfg: TrainConfig, initial: int):
-    if not cfg.progress:
-        bar = _NoBar()
-        bar.n = initial
-        return bar
-    from tqdm.auto import tqdm
+    return tqdm(total=cfg.num_steps, initial=initial, desc="training", unit="step", disable=not cfg.progress)
 
-    return tqdm(total=cfg.num_steps, initial=initial, desc="training", unit="step")
+
+# --- data sources, scores on whole tunes, fine-tuning ---------------------------------------------
+
+def train_source(train: MelodySet, config: TrainConfig, augment_semitones: int = AUGMENT_SEMITONES):
+    """A data source for :func:`fit`: ``epoch -> batches`` of random windows of ``train``,
+    transposed by up to ``augment_semitones`` (deterministic in ``config.seed`` and the epoch).
+
+    Notebook: 04_lstm_melody_model.ipynb
+
+    Example:
+        >>> from labkit.melody import Melody
+        >>> mels = MelodySet.from_melodies([Melody.from_notes([60, 62, 64], [0, 2, 4], [2, 4, 8])] * 4)
+        >>> first = next(iter(train_source(mels, TrainConfig(batch_size=2, seq_len=4))(0)))
+        >>> first["tokens"].shape
+        (2, 5)
+    """
+    def source(epoch: int):
+        return batches(train, batch_size=config.batch_size, seq_len=config.seq_len, seed=config.seed,
+                       epoch=epoch, shuffle=True, augment_semitones=augment_semitones, drop_remainder=True)
+    return source
+
+
+def valid_source(valid: MelodySet, config: TrainConfig, max_melodies: int | None = 384):
+    """Validation batches (a list): the first ``2 * seq_len + 1`` events of each tune, unaltered.
+
+    ``max_melodies`` tunes at most, drawn once from ``config.seed`` (so every style is
+    represented and each evaluation stays cheap); ``None`` for all.
+
+    Notebook: 04_lstm_melody_model.ipynb
+    """
+    if max_melodies is not None and len(valid) > max_melodies:
+        pick = np.sort(np.random.default_rng([config.seed, 7]).permutation(len(valid))[:max_melodies])
+        valid = valid.subset(pick)
+    return list(batches(valid, batch_size=config.batch_size, seq_len=2 * config.seq_len, shuffle=False))
+
+
+def length_sorted_batches(mels: MelodySet, batch_size: int = 32, encoding: MelodyEncoding | None = None):
+    """Whole melodies, shortest first, in batches of similar length (little padding, few shapes).
+
+    Yields ``{"tokens": int32 [B, L], "mask": float32 [B, L]}`` as :func:`labkit.data.batches`.
+
+    Notebook: 04_lstm_melody_model.ipynb
+    """
+    order = np.argsort(mels.lengths, kind="stable")
+    return batches(mels.subset(order), batch_size=batch_size, seq_len=None, shuffle=False, encoding=encoding)
+
+
+def split_scores(model, mels: MelodySet, *, batch_size: int = 32, max_melodies: int | None = None) -> dict:
+    """Bits per event and bits per note of ``model`` on whole melodies (see the module docstring).
+
+    Args:
+        model: a labkit melody model.
+        mels: the melodies to score (e.g. the ``test`` split of the corpus).
+        batch_size: melodies per evaluation batch.
+        max_melodies: score only the first this many melodies (``None``: all).
+
+    Returns ``{"bits_per_event", "bits_per_note", "nats_per_event", "accuracy", "events", "notes",
+    "melodies"}``; ``events`` and ``notes`` count what was scored (every event after a tune's first).
+
+    Notebook: 04_lstm_melody_model.ipynb
+
+    Example:
+        >>> from labkit.melody import Melody
+        >>> mels = MelodySet.from_melodies([Melody.from_notes([60, 62], [0, 2], [2, 4])])
+        >>> m = make_model(ModelConfig(embed_dim=4, hidden_size=8, num_layers=1), 0)
+        >>> s = split_scores(m, mels)
+        >>> s["events"], s["notes"]
+        (4.0, 1)
+    """
+    if max_melodies is not None:
+        mels = mels.subset(np.arange(min(max_melodies, len(mels))))
+    result = evaluate_model(model, lambda: length_sorted_batches(mels, batch_size), pad_time_to=64)
+    notes = sum(int((mels.events_of(i)[1:] >= 0).sum()) for i in range(len(mels)))
+    bits_total = result["loss"] * result["events"] / LN2
+    return {"bits_per_event": result["bits"], "bits_per_note": bits_total / max(notes, 1),
+            "nats_per_event": result["loss"], "accuracy": result["accuracy"], "events": result["events"],
+            "notes": notes, "melodies": len(mels)}
+
+
+def finetune(model, model_config: ModelConfig, train_config: TrainConfig, train_batches, valid_batches=None):
+    """Continue training ``model`` (e.g. the shipped one) from its current parameters.
+
+    :func:`fit` with ``initial_model=model`` (its loop, AdamW schedule, dropout keys and early
+    stopping; no checkpoint is written), plus one evaluation before any update: the model keeps
+    its starting parameters unless an evaluation improves on them by more than
+    ``train_config.min_delta`` nats/event.
+
+    Args:
+        model: a labkit melody model with ``model_config``'s shapes (e.g. the ``(model, config)``
+            of :func:`labkit.checkpoint.load_melody_model`); it is updated in place and returned.
+        model_config: the model's :class:`~labkit.models.ModelConfig`.
+        train_config: steps, learning rate, evaluation period, patience, seed.
+        train_batches: ``epoch -> batches`` (e.g. :func:`train_source`) or a list of batches.
+        valid_batches: a list of batches or a function of no arguments giving them; ``None``: none
+            (then the model ends with the last parameters).
+
+    Returns ``(model, history)``: ``history`` is :func:`fit`'s (one dict per evaluation:
+    ``step, train_bits, valid_bits, valid_loss, ...``; bits per event, nats per event) after a first
+    record at step 0, before any update, whose ``train_*`` fields are ``None``.
+
+    Notebook: 04_lstm_melody_model.ipynb
+
+    Example:
+        >>> b = {"tokens": np.tile(np.arange(9, dtype=np.int32) % 3, (4, 1)), "mask": np.ones((4, 9), np.float32)}
+        >>> cfg = ModelConfig(vocab_size=3, embed_dim=4, hidden_size=8, num_layers=1)
+        >>> _, history = finetune(make_model(cfg, 0), cfg, TrainConfig(num_steps=4, eval_every=2, progress=False),
+        ...                       [b], [b])
+        >>> [r["step"] for r in history]
+        [0, 2, 4]
+    """
+    cfg = train_config
+    start = None
+    if valid_batches is not None:
+        start = evaluate_model(model, valid_batches, max_batches=cfg.max_eval_batches, pad_time_to=cfg.pad_time_to)
+    before = start or {}
+    first = {"step": 0, "epoch": 0, "learning_rate": None, "train_loss": None, "train_bits": None,
+             "train_accuracy": None, "valid_loss": before.get("loss"), "valid_bits": before.get("bits"),
+             "valid_accuracy": before.get("accuracy"), "best": start is not None, "tokens_per_s": None,
+             "elapsed_s": 0.0}
+    trained, history = fit(model_config, cfg, train_batches, valid_batches, initial_model=model)
+    best = [r["valid_loss"] for r in history if r["best"]]    # the last one is that of fit's model
+    if start is None or (best and best[-1] < start["loss"] - cfg.min_delta):
+        nnx.update(model, nnx.state(trained, nnx.Param))
+    return model, [first] + history

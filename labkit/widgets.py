@@ -38,9 +38,10 @@ from pathlib import Path
 
 import numpy as np
 
+from labkit.checkpoint import load_melody_model
 from labkit.encoding import MelodyEncoding
 from labkit.errors import ConfigError, LabkitError
-from labkit.generate import generate_melodies, load_generator, melody_stats, read_primer, write_outputs
+from labkit.generate import generate_melodies, melody_stats, read_primer, write_outputs
 from labkit.melody import Melody, melody_to_sequence
 from labkit.sample import SampleConfig, default_primer, primer_from_melody
 
@@ -153,7 +154,7 @@ class SamplingStudio:
     Args:
         model: a labkit melody model (:class:`~labkit.models.MelodyLSTM`,
             :class:`~labkit.models.AttentionMelodyLSTM`) or the path of a checkpoint
-            (:func:`labkit.generate.load_generator`).
+            (:func:`labkit.checkpoint.load_melody_model`).
         encoding: the model's :class:`~labkit.encoding.MelodyEncoding`; default the
             standard one (90 tokens), which must match ``model.vocab_size``.
         primers: extra primers for the drop-down, ``{label: tokens | MIDI path | Melody}``:
@@ -188,7 +189,7 @@ class SamplingStudio:
         import ipywidgets as w
 
         if isinstance(model, (str, os.PathLike)):
-            model, _ = load_generator(model)
+            model, _ = load_melody_model(model)
         if not hasattr(model, "vocab_size") or not hasattr(model, "step"):
             raise ConfigError(f"SamplingStudio needs a labkit melody model or a checkpoint path, "
                               f"got {type(model).__name__}")

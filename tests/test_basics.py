@@ -147,13 +147,13 @@ def test_sgd_update_is_eq2():
         B.sgd_update(p, {"W_xh": g["W_xh"]}, 0.1)
 
 
-def test_train_step_changes_every_parameter():
+def test_sgd_step_changes_every_parameter():
     p, x, y = _random_problem()
-    q, r = B.train_step(p, x, y, 0.05)
+    q, r = B.sgd_step(p, x, y, 0.05)
     assert float(r) == pytest.approx(float(B.rmse(y, B.rnn_forward(p, x)[0])), rel=1e-5)
     for k in p:
         assert not np.allclose(q[k], p[k]), k
-    q2, _ = B.train_step(p, x, y, 0.05, manual=True)
+    q2, _ = B.sgd_step(p, x, y, 0.05, manual=True)
     for k in p:
         np.testing.assert_allclose(q[k], q2[k], atol=1e-6)
 

@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 
 from labkit import cli
-from labkit.checkpoint import save_model
+from labkit.checkpoint import load_melody_model, save_model, shipped_melody_model_info, shipped_melody_model_path
 from labkit.encoding import MelodyEncoding
 from labkit.errors import CheckpointError, ConfigError, EncodingError, LabkitError, MidiReadError
-from labkit.generate import (check_settings, generate_melodies, load_generator, melody_stats, read_primer,
-                             shipped_model_info, shipped_model_path, write_outputs)
+from labkit.generate import check_settings, generate_melodies, melody_stats, read_primer, write_outputs
 from labkit.melody import Melody, melody_to_sequence
 from labkit.midi_io import read_midi, write_midi
 from labkit.models import ModelConfig, make_model
@@ -212,14 +211,15 @@ def test_cli_bad_parameters_exit_2_with_one_line(tmp_path, checkpoint, capsys, a
 # --- the shipped model -------------------------------------------------------------------------
 
 def test_the_shipped_model_is_in_the_package_and_generates(tmp_path, capsys):
-    path = shipped_model_path()
+    path = shipped_melody_model_path()
     assert path.parent.name == "assets" and path.parent.parent.name == "labkit"
     assert path.is_file(), "labkit/assets/melody_lstm.npz is missing: run `make model`"
     assert path.stat().st_size < 5 * 2 ** 20
-    info = shipped_model_info()
+    info = shipped_melody_model_info()
     test = info["scores"]["test"]
-    assert 0 < test["bits_per_event"] < 2.0 and test["bits_per_note"] > test["bits_per_event"]
-    model, config = load_generator()
+    assert test["bits_per_note"] == pytest.approx(test["bits_per_event"] * test["events"] / test["notes"], rel=1e-9)
+    assert test["bits_per_event"] == pytest.approx(test["nats_per_event"] / np.log(2), rel=1e-9)
+    model, config = load_melody_model()
     assert config.to_dict() == info["model_config"]
     assert run_cli("--num", 2, "--length", 64, "--seed", 3, "--out", tmp_path / "s") == 0
     for name in ("melody_001.mid", "melody_002.mid"):
@@ -228,8 +228,8 @@ def test_the_shipped_model_is_in_the_package_and_generates(tmp_path, capsys):
         assert all(36 <= n.pitch <= 96 for n in notes)  # folk-tune range, not the whole piano
 
 
-def test_load_generator_errors(tmp_path):
+def test_load_melody_model_errors(tmp_path):
     with pytest.raises(CheckpointError, match="folder"):
-        load_generator(tmp_path)
+        load_melody_model(tmp_path)
     with pytest.raises(CheckpointError, match="nope.npz"):
-        load_generator(tmp_path / "nope.npz")
+        load_melody_model(tmp_path / "nope.npz")

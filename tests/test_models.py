@@ -1,4 +1,5 @@
-"""Tests of labkit.models: shapes, step/sequence agreement, causality, dropout, configs."""
+"""Tests of labkit.models (the plain code and, by default, the kernels): shapes, step/sequence agreement,
+causality, dropout, configs. The kernels against the plain code: tests/test_kernels.py."""
 from types import SimpleNamespace
 
 import jax
@@ -33,14 +34,18 @@ def run(model, carry, tokens):
     return model.run(carry, tokens)
 
 
-@pytest.fixture(scope="module", params=[0, 3], ids=["lstm", "attention"])
+@pytest.fixture(scope="module", params=[(0, True), (3, True), (0, False), (3, False)],
+                ids=["lstm", "attention", "lstm-plain", "attention-plain"])
 def model(request):
-    return make_model(tiny(attention_length=request.param), key=0)
+    attention_length, use_kernels = request.param
+    return make_model(tiny(attention_length=attention_length), key=0, use_kernels=use_kernels)
 
 
-def test_make_model_picks_the_class():
+def test_make_model_picks_the_class_and_the_kernels_by_default():
     assert isinstance(make_model(tiny(), 0), MelodyLSTM)
     assert isinstance(make_model(tiny(attention_length=4), 0), AttentionMelodyLSTM)
+    assert make_model(tiny(), 0).use_kernels and make_model(tiny(attention_length=4), 0).use_kernels
+    assert not make_model(tiny(), 0, use_kernels=False).use_kernels
 
 
 def test_shapes(model):
@@ -124,33 +129,6 @@ def test_scan_matches_nnx_rnn():
     np.testing.assert_allclose(model.head(x), apply(model, tokens), atol=1e-5)
 
 
-def test_hand_written_backward_pass_equals_autodiff():
-    """The LSTM layer's custom VJP gives the gradients that autodiff of a plain scan over the cell gives:
-    weights, bias, the initial carry and the inputs, with cotangents on the outputs and the final carry."""
-    from labkit.models import _lstm_layer_scan
-
-    cell = nnx.OptimizedLSTMCell(6, 16, rngs=nnx.Rngs(2))
-    cell.dense_h.bias[...] = jnp.linspace(-1.0, 1.0, 64)
-    graphdef, params = nnx.split(cell)
-    keys = jax.random.split(jax.random.key(9), 5)
-    carry = (0.5 * jax.random.normal(keys[0], (3, 16)), 0.5 * jax.random.normal(keys[1], (3, 16)))
-    x = jax.random.normal(keys[2], (7, 3, 6))
-    out_weights = jax.random.normal(keys[3], (7, 3, 16))
-    carry_weights = jax.random.normal(keys[4], (3, 16))
-
-    def loss(layer):
-        def f(params, carry, x):
-            (c, h), outputs = layer(nnx.merge(graphdef, params), carry, x)
-            return jnp.sum(outputs * out_weights) + jnp.sum((c + 2 * h) * carry_weights)
-        return jax.jit(jax.grad(f, argnums=(0, 1, 2)))(params, carry, x)
-
-    plain = loss(lambda cell, carry, x: jax.lax.scan(lambda state, x_t: cell(state, x_t), carry, x))
-    custom = loss(_lstm_layer_scan)
-    for a, b in zip(jax.tree_util.tree_leaves(custom), jax.tree_util.tree_leaves(plain), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-    assert not np.allclose(custom[1][0], 0)                                     # the carry's gradient is there
-
-
 def test_same_key_same_parameters_other_key_other():
     def params(key):
         return jax.tree_util.tree_leaves(nnx.state(make_model(tiny(), key), nnx.Param))
@@ -160,9 +138,10 @@ def test_same_key_same_parameters_other_key_other():
     assert any(not np.array_equal(x, y) for x, y in zip(params(7), params(8)))
 
 
+@pytest.mark.parametrize("use_kernels", [True, False])
 @pytest.mark.parametrize("attention_length", [0, 3])
-def test_dropout_needs_a_key_and_is_reproducible(attention_length):
-    model = make_model(tiny(attention_length=attention_length, dropout=0.5), 0)
+def test_dropout_needs_a_key_and_is_reproducible(attention_length, use_kernels):
+    model = make_model(tiny(attention_length=attention_length, dropout=0.5), 0, use_kernels=use_kernels)
     tokens = random_tokens(seed=5)
     plain = apply(model, tokens)
     np.testing.assert_array_equal(apply(model, tokens, deterministic=True, key=jax.random.key(1)), plain)
@@ -174,26 +153,6 @@ def test_dropout_needs_a_key_and_is_reproducible(attention_length):
     assert not np.allclose(a, c)
     with pytest.raises(ConfigError, match="key"):
         model(tokens, deterministic=False)
-
-
-@pytest.mark.parametrize("rate", [0.1, 0.2, 0.5])
-def test_dropout_drops_the_rate_rounded_to_a_256th_and_keeps_the_mean(rate):
-    """One random byte per entry: ``round(256 * rate)`` of 256 byte values drop it, and the kept entries are
-    scaled so that the mean is unchanged. A width that is no multiple of 4 (the bytes come four to a draw)."""
-    from labkit.models import _dropout
-
-    x = jnp.ones((200, 37, 45))
-    out = np.asarray(_dropout(x, rate, jax.random.key(0)))
-    dropped = round(256 * rate)
-    share = float((out == 0).mean())
-    sigma = (dropped / 256 * (1 - dropped / 256) / out.size) ** 0.5
-    assert abs(share - dropped / 256) < 5 * sigma
-    np.testing.assert_allclose(out[out != 0], 256 / (256 - dropped), rtol=1e-6)
-    assert abs(out.mean() - 1.0) < 5 * sigma * 256 / (256 - dropped)
-    # The time-major mask is the batch-major one, transposed (so a row's mask does not depend on T's position).
-    time_major = np.asarray(_dropout(jnp.swapaxes(x, 0, 1), rate, jax.random.key(0), time_major=True))
-    np.testing.assert_array_equal(np.swapaxes(time_major, 0, 1), out)
-    assert _dropout(x, rate, None) is x and _dropout(x, 0.0, jax.random.key(0)) is x
 
 
 @pytest.mark.parametrize("attention_length", [0, 3])

@@ -229,14 +229,15 @@ def test_primer_from_midi_round_trip(tmp_path):
         primer_from_midi(tmp_path / "bad.mid", enc)
 
 
+@pytest.mark.parametrize("use_kernels", [True, False], ids=["inverse-cdf", "categorical"])
 @pytest.mark.parametrize("top_k", [0, 5])
-def test_draw_token_follows_the_softmax(top_k):
-    """Inverse-CDF draws: frequencies match the probabilities (chi-square), excluded tokens never come."""
+def test_draw_token_follows_the_softmax(top_k, use_kernels):
+    """Both draws: frequencies match the probabilities (chi-square), excluded tokens never come."""
     from scipy import stats
 
     logits = filter_logits(2.0 * jax.random.normal(jax.random.key(3), (12,)), 1.0, top_k)
     draws = 50_000
-    tokens = np.asarray(draw_token(jax.random.key(4), jnp.broadcast_to(logits, (draws, 12))))
+    tokens = np.asarray(draw_token(jax.random.key(4), jnp.broadcast_to(logits, (draws, 12)), use_kernels=use_kernels))
     probs = np.asarray(jax.nn.softmax(logits))
     counts = np.bincount(tokens, minlength=12)
     support = probs > 0
@@ -245,5 +246,19 @@ def test_draw_token_follows_the_softmax(top_k):
     chi2 = float(((counts[support] - expected) ** 2 / expected).sum())
     assert stats.chi2.sf(chi2, support.sum() - 1) > 1e-3, (counts, expected)
     # a batch of rows with their own distributions, and one key per row gives one token per row
-    assert draw_token(jax.random.key(0), jnp.zeros((3, 4, 12))).shape == (3, 4)
-    assert int(draw_token(jax.random.key(1), jnp.array([-jnp.inf, -jnp.inf, 5.0]))) == 2
+    assert draw_token(jax.random.key(0), jnp.zeros((3, 4, 12)), use_kernels=use_kernels).shape == (3, 4)
+    assert int(draw_token(jax.random.key(1), jnp.array([-jnp.inf, -jnp.inf, 5.0]), use_kernels=use_kernels)) == 2
+
+
+def test_the_plain_sampler_is_reproducible_and_follows_the_model():
+    """``use_kernels=False`` draws with jax.random.categorical: other tokens than the default for the same
+    seed, the same tokens for the same seed; a model built without kernels samples the plain way."""
+    cfg = ModelConfig(vocab_size=VOCAB, embed_dim=8, hidden_size=16, num_layers=1, dropout=0.0)
+    settings = SampleConfig(num_samples=4, length=24, seed=2)
+    fast, plain = make_model(cfg, 0), make_model(cfg, 0, use_kernels=False)
+    a = sample(fast, settings, PRIMER)
+    b = sample(fast, settings, PRIMER, use_kernels=False)
+    np.testing.assert_array_equal(b, sample(fast, settings, PRIMER, use_kernels=False))
+    np.testing.assert_array_equal(b, sample(plain, settings, PRIMER))
+    np.testing.assert_array_equal(a, sample(plain, settings, PRIMER, use_kernels=True))
+    assert not np.array_equal(a, b)

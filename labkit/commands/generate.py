@@ -69,7 +69,8 @@ def register(subparsers) -> None:
 def run(args) -> int:
     """Handler: load the model, check the settings, generate, write, print one line per file."""
     from labkit.errors import ConfigError
-    from labkit.generate import check_settings, generate_melodies, load_generator, read_primer, write_outputs
+    from labkit.checkpoint import load_melody_model
+    from labkit.generate import check_settings, generate_melodies, read_primer, write_outputs
 
     if not (args.qpm > 0 and args.qpm < 1000):
         raise ConfigError(f"--qpm must lie in (0, 1000), got {args.qpm}")
@@ -81,7 +82,7 @@ def run(args) -> int:
         primer, _ = read_primer(args.primer, num_steps=args.primer_steps)
     elif args.primer_steps is not None:
         raise ConfigError("--primer-steps needs --primer")
-    model, config = load_generator(args.checkpoint)
+    model, config = load_melody_model(args.checkpoint)
     melodies = generate_melodies(model, num=args.num, length=args.length, temperature=args.temperature,
                                  top_k=args.top_k, top_p=args.top_p, primer=primer, beam=args.beam,
                                  seed=args.seed, qpm=args.qpm)

@@ -10,9 +10,8 @@ Both models read event tokens (:class:`labkit.encoding.MelodyEncoding`: ``0`` ho
 
 * :class:`MelodyLSTM` is Magenta's Basic/Lookback-free "melody RNN" with a learned
   embedding instead of one-hot inputs. Its layers are :class:`flax.nnx.OptimizedLSTMCell`
-  (one fused matrix product for the four gates; measured about 20% faster than
-  ``nnx.LSTMCell`` on a 2-core CPU), each run over time by a ``lax.scan`` whose backward pass
-  is written by hand (:func:`_lstm_layer_scan`: the same gradients, faster).
+  (one fused matrix product for the four gates), each run over time by a ``lax.scan``
+  (:func:`lstm_layer_scan`).
 * :class:`AttentionMelodyLSTM` adds an attention window over the last ``attention_length``
   outputs of the top layer, after Magenta's Attention RNN (E. Waite, "Generating Long-Term
   Structure in Songs and Stories", Magenta blog, 2016; attention as in Bahdanau, Cho and
@@ -31,7 +30,15 @@ Both models read event tokens (:class:`labkit.encoding.MelodyEncoding`: ``0`` ho
 Dropout (rate ``dropout``) is applied to the output of every LSTM layer, i.e. on the
 non-recurrent connections only (Zaremba, Sutskever and Vinyals 2014), and only when the
 caller passes ``deterministic=False`` and a JAX ``key``: the models hold no random state,
-so the same key gives the same dropout masks.
+so the same key gives the same dropout masks (:func:`dropout`).
+
+The plain code above is what this module shows. By default (``use_kernels=True``) the models run the
+same functions through the speed kernels of :mod:`labkit.models.kernels`: an LSTM layer with a
+hand-written backward pass, one-``tanh`` gates, dropout masks from random bytes and a
+precomputed first-layer table for sampling. Values and gradients agree with the plain code to
+float32 rounding, and dropout keeps the same rate and mean but draws other masks (see
+``tests/test_kernels.py``). ``make_model(config, use_kernels=False)`` (or setting
+``model.use_kernels = False``) runs the plain code.
 
 Both models offer three entry points with the same parameters:
 
@@ -53,6 +60,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from labkit.errors import ConfigError
+from labkit.models import kernels
 
 # flax >= 0.12 wants lists of sub-modules wrapped in nnx.List; flax 0.11 (Colab) has no nnx.List
 # and takes a plain list. Both give the same state paths ('cells', 0, ...).
@@ -122,32 +130,40 @@ class ModelConfig:
         return count_params(model)
 
 
-def _dropout(x: jax.Array, rate: float, key: jax.Array | None, time_major: bool = False) -> jax.Array:
-    """Inverted dropout: zero each entry with probability ``rate``, scale the rest to keep the mean.
+def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+    """Inverted dropout: zero each entry with probability ``rate`` (``jax.random.bernoulli``), scale the
+    rest by ``1 / (1 - rate)`` so that every entry keeps its expected value. ``key=None`` or
+    ``rate=0``: ``x`` unchanged. (The models' default is the faster
+    :func:`labkit.models.kernels.byte_dropout`, the same up to drawing other masks.)
 
-    Each entry's draw is one byte of JAX's random bits (four entries per 32-bit number, a
-    quarter of the random numbers ``jax.random.bernoulli`` would draw): the entry is dropped
-    when its byte is below ``k = round(256 * rate)``, so the rate is applied to the nearest
-    1/256 (0.2 drops 51/256 = 19.9% of the entries), and kept entries are scaled by
-    ``256 / (256 - k)``, which keeps the expected value of every entry equal to ``x``. Measured
-    with benchmarks/lstm_train.py: a training step about 6% faster on a 2-core CPU than with
-    ``bernoulli``, whose random bits were 5% of the step.
+    Notebook: 04_lstm_melody_model.ipynb
 
-    The bits are drawn batch-major (``[B, ...]``) even for time-major ``x`` ``[T, B, ...]``, so the
-    mask of sequence ``b`` does not depend on how many (padding) rows follow it, nor on how the
-    batch is split over devices (JAX's default partitionable threefry).
+    Example:
+        >>> sorted(set(dropout(jnp.ones(8), 0.5, jax.random.key(0)).tolist()))
+        [0.0, 2.0]
     """
     if key is None or rate == 0.0:
         return x
-    shape = (x.shape[1], x.shape[0], *x.shape[2:]) if time_major else x.shape
-    width = shape[-1]
-    words = jax.random.bits(key, (*shape[:-1], -(-width // 4)), jnp.uint32)
-    draws = jax.lax.bitcast_convert_type(words, jnp.uint8).reshape(*shape[:-1], -1)[..., :width]
-    dropped = min(round(256 * rate), 255)
-    keep = draws >= dropped
-    if time_major:
-        keep = jnp.swapaxes(keep, 0, 1)
-    return jnp.where(keep, x * (256.0 / (256 - dropped)), jnp.zeros_like(x))
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+
+
+def lstm_layer_scan(cell: nnx.OptimizedLSTMCell, carry, x: jax.Array):
+    """Run one LSTM cell over time-major ``x`` ``[T, B, D]`` from ``carry`` ``(c, h)``: ``((c, h), hs [T, B, H])``.
+
+    A plain ``lax.scan`` of the cell (``cell(carry, x_t) -> (carry, h_t)``); ``jax.grad`` differentiates
+    it step by step. (The models' default is :func:`labkit.models.kernels.lstm_layer`: the same values,
+    a hand-written backward pass.)
+
+    Notebook: 04_lstm_melody_model.ipynb
+
+    Example:
+        >>> cell = nnx.OptimizedLSTMCell(3, 4, rngs=nnx.Rngs(0))
+        >>> (c, h), hs = lstm_layer_scan(cell, (jnp.zeros((2, 4)), jnp.zeros((2, 4))), jnp.ones((5, 2, 3)))
+        >>> hs.shape, bool(jnp.all(hs[-1] == h))
+        ((5, 2, 4), True)
+    """
+    return jax.lax.scan(lambda state, x_t: cell(state, x_t), carry, x)
 
 
 def _dropout_keys(deterministic: bool, rate: float, key: jax.Array | None, what: str):
@@ -165,126 +181,18 @@ def _zeros_carry(batch: int, hidden: int, num_layers: int):
     return tuple((zeros, zeros) for _ in range(num_layers))
 
 
-def _lstm_gates(y: jax.Array) -> jax.Array:
-    """Gate activations of the pre-activations ``y [..., 4H]`` (order i, f, g, o, as in
-    ``nnx.OptimizedLSTMCell``) with one ``tanh`` over all four: ``sigmoid(z) = (1 + tanh(z / 2)) / 2``
-    for i, f, o and ``tanh(z)`` for g. One vectorized op instead of four on slices; the values
-    are those of ``jax.nn.sigmoid`` / ``jnp.tanh`` (JAX computes the sigmoid through tanh too).
-    """
-    hidden = y.shape[-1] // 4
-    scale = jnp.repeat(jnp.asarray([0.5, 0.5, 1.0, 0.5], y.dtype), hidden)
-    shift = jnp.repeat(jnp.asarray([0.5, 0.5, 0.0, 0.5], y.dtype), hidden)
-    return scale * jnp.tanh(scale * y) + shift
+def _layer(use_kernels: bool, cell, carry, x):
+    return kernels.lstm_layer(cell, carry, x) if use_kernels else lstm_layer_scan(cell, carry, x)
 
 
-def _cell_weights(cell: nnx.OptimizedLSTMCell):
-    """``(W_i [D, 4H], W_h [H, 4H], b [4H])`` of an ``OptimizedLSTMCell``."""
-    return cell.dense_i.kernel[...], cell.dense_h.kernel[...], cell.dense_h.bias[...]
+def _cell(use_kernels: bool, cell, carry, x):
+    return kernels.lstm_cell(cell, carry, x) if use_kernels else cell(carry, x)
 
 
-def _cell_update(c, pre_activations):
-    """The LSTM update from the gates' pre-activations ``[B, 4H]``: ``((c, h), gates [B, 4H])``."""
-    gates = _lstm_gates(pre_activations)
-    i, f, g, o = jnp.split(gates, 4, axis=-1)
-    c = f * c + i * g
-    return (c, o * jnp.tanh(c)), gates
-
-
-def _cell_step(w_i, w_h, b, carry, x):
-    """One LSTM step: ``((c, h), gates [B, 4H])``; the same result as ``OptimizedLSTMCell``."""
-    c, h = carry
-    return _cell_update(c, x @ w_i + h @ w_h + b)
-
-
-def _lstm_cell(cell: nnx.OptimizedLSTMCell, carry, x: jax.Array):
-    """``cell(carry, x)`` computed by :func:`_cell_step`: ``((c, h), h)``."""
-    new_carry, _ = _cell_step(*_cell_weights(cell), carry, x)
-    return new_carry, new_carry[1]
-
-
-def _lstm_layer_forward(w_i, w_h, b, carry, x, *, slopes: bool = False):
-    """The layer over time: ``((c, h), hs [T, B, H])``, and with ``slopes=True`` also what the
-    backward pass needs, ``(hs, slopes [T, B, 4H], dc_dh [T, B, H], f [T, B, H])``.
-
-    ``slopes`` are the factors by which each gate's pre-activation gradient follows from the
-    gradient of the cell state ``dc`` (gates i, f, g) or of the output ``dh`` (gate o):
-    ``g i (1-i)``, ``c_{t-1} f (1-f)``, ``i (1-g^2)``, ``tanh(c_t) o (1-o)``; ``dc_dh`` is
-    ``o (1 - tanh^2(c_t))`` and ``f`` the forget gate. Computed here, where the gates and
-    ``tanh(c_t)`` are at hand, they leave the backward loop only multiplications to do.
-    """
-    def body(state, x_t):           # the step of _cell_update, written out to keep tanh(c_t) at hand
-        c, h = state
-        gates = _lstm_gates(x_t @ w_i + h @ w_h + b)
-        i, f, g, o = jnp.split(gates, 4, axis=-1)
-        c_new = f * c + i * g
-        tanh_c = jnp.tanh(c_new)
-        h_new = o * tanh_c
-        if not slopes:
-            return (c_new, h_new), h_new
-        factors = jnp.concatenate([g * i * (1 - i), c * f * (1 - f), i * (1 - g * g), tanh_c * o * (1 - o)], axis=-1)
-        return (c_new, h_new), (h_new, factors, o * (1 - tanh_c * tanh_c), f)
-
-    return jax.lax.scan(body, carry, x)
-
-
-@jax.custom_vjp
-def _lstm_layer(w_i, w_h, b, carry, x):
-    return _lstm_layer_forward(w_i, w_h, b, carry, x)
-
-
-def _lstm_layer_fwd(w_i, w_h, b, carry, x):
-    new_carry, (hs, slopes, dc_dh, f) = _lstm_layer_forward(w_i, w_h, b, carry, x, slopes=True)
-    return (new_carry, hs), (w_i, w_h, carry, x, hs, slopes, dc_dh, f)
-
-
-def _lstm_layer_bwd(residuals, cotangents):
-    """Backward pass through time. Only what the recurrence needs stays in the loop (the gate
-    gradients ``dy_t`` and ``dh_{t-1} = dy_t W_h^T``); the weight gradients and the input gradient
-    are then one matrix product each over all ``T * B`` rows, instead of ``T`` small products
-    accumulated step by step (what autodiff of ``lax.scan`` does). ``dy_t`` overwrites the slopes
-    of step ``t``, which are not needed again: one ``[T, B, 4H]`` buffer instead of two, so less
-    fresh memory per training step."""
-    w_i, w_h, (c0, h0), x, hs, slopes, dc_dh, f = residuals
-    (dc_last, dh_last), dhs = cotangents
-    steps = x.shape[0]
-
-    def body(k, state):
-        dc, dh, dy = state
-        t = steps - 1 - k
-        dh = dh + dhs[t]
-        dc = dc + dh * dc_dh[t]
-        dy_t = jnp.concatenate([dc, dc, dc, dh], axis=-1) * dy[t]
-        return dc * f[t], dy_t @ w_h.T, jax.lax.dynamic_update_index_in_dim(dy, dy_t, t, 0)
-
-    dc0, dh0, dy = jax.lax.fori_loop(0, steps, body, (dc_last, dh_last, slopes))
-    h_prev = jnp.concatenate([h0[None], hs[:-1]])
-    dy2 = dy.reshape(-1, dy.shape[-1])                                   # [T * B, 4H]
-    dw_h = h_prev.reshape(-1, h_prev.shape[-1]).T @ dy2
-    dw_i = x.reshape(-1, x.shape[-1]).T @ dy2
-    dx = (dy2 @ w_i.T).reshape(x.shape)
-    return dw_i, dw_h, dy2.sum(axis=0), (dc0, dh0), dx
-
-
-_lstm_layer.defvjp(_lstm_layer_fwd, _lstm_layer_bwd)
-
-
-def _lstm_layer_scan(cell: nnx.OptimizedLSTMCell, carry, x: jax.Array):
-    """Run one ``OptimizedLSTMCell`` over time-major ``x`` ``[T, B, D]`` from ``carry`` ``(c, h)``.
-
-    The same function as ``nnx.RNN(cell)`` (gradients equal to float32 rounding), as a
-    ``lax.scan`` with a hand-written backward pass (:func:`_lstm_layer_bwd`). Autodiff of the
-    scan would make four small weight-gradient products at every step inside the sequential
-    loop; here they are one large product each after it. Measured with benchmarks/lstm_train.py:
-    a training step 1.0 to 1.1x as fast on a 2-core CPU and 1.75x on a GPU (an H200, where the
-    loop's kernel launches are the cost). The forward pass saves each gate's derivative, and the
-    backward loop overwrites them with the gate gradients: on the CPU another 1.18x (less
-    arithmetic in the loop, less fresh memory per step). Hoisting ``x @ W_i`` out of the forward
-    loop was slower on the CPU (one large fresh buffer instead of small products that stay in
-    cache). No forward-mode
-    autodiff (``jax.jvp``) through this function (a ``jax.custom_vjp``). Returns
-    ``((c, h), outputs [T, B, H])``.
-    """
-    return _lstm_layer(*_cell_weights(cell), carry, x)
+def _drop(use_kernels: bool, x, rate, key, time_major=False):
+    if use_kernels:
+        return kernels.byte_dropout(x, rate, key, time_major=time_major)
+    return dropout(x, rate, key)
 
 
 class MelodyLSTM(nnx.Module):
@@ -296,6 +204,7 @@ class MelodyLSTM(nnx.Module):
         hidden_size: units per layer (``H``).
         num_layers: stacked layers.
         dropout: rate on each layer's output when training.
+        use_kernels: run the speed kernels (:mod:`labkit.models.kernels`; default) or the plain code.
         rngs: ``nnx.Rngs`` for the initial parameters (only ``params`` is used).
 
     The carry is a tuple with one ``(c, h)`` pair of float32 ``[B, H]`` arrays per layer.
@@ -312,8 +221,9 @@ class MelodyLSTM(nnx.Module):
     """
 
     def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int = 2,
-                 dropout: float = 0.0, *, rngs: nnx.Rngs):
+                 dropout: float = 0.0, *, use_kernels: bool = True, rngs: nnx.Rngs):
         self.vocab_size = vocab_size
+        self.use_kernels = bool(use_kernels)
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.dropout = float(dropout)
@@ -334,9 +244,10 @@ class MelodyLSTM(nnx.Module):
         x = embed_tokens(self.embed, jnp.swapaxes(tokens, 0, 1))     # time-major: [T, B, E]
         new_carry = []
         for layer, cell in enumerate(self.cells):
-            layer_carry, x = _lstm_layer_scan(cell, carry[layer], x)
+            layer_carry, x = _layer(self.use_kernels, cell, carry[layer], x)
             new_carry.append(layer_carry)
-            x = _dropout(x, self.dropout, None if key is None else jax.random.fold_in(key, layer), time_major=True)
+            x = _drop(self.use_kernels, x, self.dropout, None if key is None else jax.random.fold_in(key, layer),
+                      time_major=True)
         return tuple(new_carry), jnp.swapaxes(self.head(x), 0, 1)
 
     def __call__(self, tokens: jax.Array, *, deterministic: bool = True,
@@ -353,12 +264,12 @@ class MelodyLSTM(nnx.Module):
 
         From the zero state, without dropout: what the model "hears" at each step,
         before the head turns it into logits (``self.head(h)`` gives ``self(tokens)``).
-        :func:`labkit.features.melody_model_features` summarises it as style features.
+        :func:`labkit.style.features.melody_model_features` summarises it as style features.
         """
         x = embed_tokens(self.embed, jnp.swapaxes(tokens, 0, 1))     # time-major: [T, B, E]
         carry = self.init_carry(tokens.shape[0])
         for layer, cell in enumerate(self.cells):
-            _, x = _lstm_layer_scan(cell, carry[layer], x)
+            _, x = _layer(self.use_kernels, cell, carry[layer], x)
         return jnp.swapaxes(x, 0, 1)
 
     def step(self, carry: Carry, token: jax.Array) -> tuple[Carry, jax.Array]:
@@ -366,33 +277,19 @@ class MelodyLSTM(nnx.Module):
         x = self.embed(token)
         new_carry = []
         for layer, cell in enumerate(self.cells):
-            layer_carry, x = _lstm_cell(cell, carry[layer], x)
+            layer_carry, x = _cell(self.use_kernels, cell, carry[layer], x)
             new_carry.append(layer_carry)
         return tuple(new_carry), self.head(x)
 
     def step_function(self) -> Callable[[Carry, jax.Array], tuple[Carry, jax.Array]]:
-        """:meth:`step` for a loop over many steps (the sampler's), with its fixed part computed once.
+        """:meth:`step` for a loop over many steps (the sampler's), with what stays the same computed once.
 
-        The first layer's input product depends only on the token: ``E[token] @ W_i + b`` is row
-        ``token`` of the table ``E @ W_i + b`` (``[V, 4H]``), computed here once, so each step
-        looks the row up instead of multiplying. The same numbers up to float32 rounding (the
-        products are summed in another order); about 1.1x faster sampling on a 2-core CPU
-        (benchmarks/lstm_sample.py).
+        With the kernels: :func:`labkit.models.kernels.table_step_function` (the first layer's input
+        products looked up in a precomputed table; the same numbers to float32 rounding); else :meth:`step`.
         """
-        first, rest = self.cells[0], self.cells[1:]
-        w_i, w_h, b = _cell_weights(first)
-        table = self.embed.embedding[...] @ w_i + b
-
-        def step(carry: Carry, token: jax.Array) -> tuple[Carry, jax.Array]:
-            c, h = carry[0]
-            (c, x), _ = _cell_update(c, table[token] + h @ w_h)
-            new_carry = [(c, x)]
-            for layer, cell in enumerate(rest, start=1):
-                layer_carry, x = _lstm_cell(cell, carry[layer], x)
-                new_carry.append(layer_carry)
-            return tuple(new_carry), self.head(x)
-
-        return step
+        if not self.use_kernels:
+            return self.step
+        return kernels.table_step_function(self.embed, self.cells, self.head)
 
 
 class AttentionMelodyLSTM(nnx.Module):
@@ -416,10 +313,12 @@ class AttentionMelodyLSTM(nnx.Module):
     """
 
     def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int = 2,
-                 dropout: float = 0.0, *, attention_length: int = 40, rngs: nnx.Rngs):
+                 dropout: float = 0.0, *, attention_length: int = 40, use_kernels: bool = True,
+                 rngs: nnx.Rngs):
         if attention_length < 1:
             raise ConfigError(f"attention_length must be at least 1, got {attention_length}")
         self.vocab_size = vocab_size
+        self.use_kernels = bool(use_kernels)
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.dropout = float(dropout)
@@ -451,9 +350,9 @@ class AttentionMelodyLSTM(nnx.Module):
         x = self.input_mix(jnp.concatenate([x, carry["context"]], axis=-1))
         new_lstm = []
         for layer, cell in enumerate(self.cells):
-            layer_carry, x = _lstm_cell(cell, carry["lstm"][layer], x)
+            layer_carry, x = _cell(self.use_kernels, cell, carry["lstm"][layer], x)
             new_lstm.append(layer_carry)
-            x = _dropout(x, self.dropout, None if key is None else jax.random.fold_in(key, layer))
+            x = _drop(self.use_kernels, x, self.dropout, None if key is None else jax.random.fold_in(key, layer))
         top = x
         # Attend over the previous outputs (not including this one), then push this one.
         scores = self.attn_score(jnp.tanh(carry["keys"] + self.attn_query(top)[:, None, :]))[..., 0]
@@ -523,11 +422,12 @@ def embed_tokens(embed: nnx.Embed, tokens: jax.Array) -> jax.Array:
     return jnp.dot(one_hot, table, precision=jax.lax.Precision.HIGHEST)
 
 
-def make_model(config: ModelConfig, key: jax.Array | int = 0) -> MelodyModel:
+def make_model(config: ModelConfig, key: jax.Array | int = 0, *, use_kernels: bool = True) -> MelodyModel:
     """Build the model ``config`` describes, with parameters drawn from ``key`` (a JAX key or an int seed).
 
     ``attention_length > 0`` gives an :class:`AttentionMelodyLSTM`, else a :class:`MelodyLSTM`.
-    The same config and key always give the same parameters.
+    The same config and key always give the same parameters. ``use_kernels=False`` runs the plain
+    code of this module instead of :mod:`labkit.models.kernels` (same parameters).
 
     Notebook: 04_lstm_melody_model.ipynb
 
@@ -543,8 +443,9 @@ def make_model(config: ModelConfig, key: jax.Array | int = 0) -> MelodyModel:
     rngs = nnx.Rngs(params=key)
     args = (config.vocab_size, config.embed_dim, config.hidden_size, config.num_layers, config.dropout)
     if config.attention_length > 0:
-        return AttentionMelodyLSTM(*args, attention_length=config.attention_length, rngs=rngs)
-    return MelodyLSTM(*args, rngs=rngs)
+        return AttentionMelodyLSTM(*args, attention_length=config.attention_length, use_kernels=use_kernels,
+                                   rngs=rngs)
+    return MelodyLSTM(*args, use_kernels=use_kernels, rngs=rngs)
 
 
 def count_params(model: nnx.Module) -> int:
