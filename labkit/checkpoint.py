@@ -38,7 +38,7 @@ from labkit.errors import CheckpointError, ConfigError
 from labkit.models import ModelConfig, make_model
 
 #: Bump when the layout of checkpoint files changes.
-FORMAT_VERSION = 1
+CHECKPOINT_FORMAT_VERSION = 1
 _META_KEY = "__meta__"
 
 #: The shipped melody model and its metadata, in ``labkit/assets`` of the installed package.
@@ -103,7 +103,7 @@ def save_checkpoint(path: str | os.PathLike, trees: dict[str, Any], meta: dict |
             raise ConfigError(f"checkpoint tree name {tree_name!r} may not contain '/' or be {_META_KEY!r}")
         for leaf_name, array in flatten_tree(tree).items():
             arrays[f"{tree_name}/{leaf_name}"] = array
-    document = {"format_version": FORMAT_VERSION, "trees": sorted(trees), **(meta or {})}
+    document = {"format_version": CHECKPOINT_FORMAT_VERSION, "trees": sorted(trees), **(meta or {})}
     try:
         text = json.dumps(document, sort_keys=True, allow_nan=True)
     except TypeError as error:
@@ -129,8 +129,8 @@ def _meta_of(data, path: Path) -> dict:
     except (ValueError, UnicodeDecodeError) as error:
         raise CheckpointError(f"checkpoint metadata is corrupt ({error})", path) from None
     version = meta.get("format_version")
-    if version != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint format version {version} is not {FORMAT_VERSION}, "
+    if version != CHECKPOINT_FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint format version {version} is not {CHECKPOINT_FORMAT_VERSION}, "
                               "the version this labkit reads", path)
     return meta
 

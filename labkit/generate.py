@@ -32,14 +32,13 @@ import numpy as np
 from labkit._common import atomic_write
 from labkit.encoding import MelodyEncoding
 from labkit.errors import ConfigError, EncodingError, NoMelodyError
-from labkit.melody import Melody
+from labkit.melody import DEFAULT_QPM, Melody
 
 #: Default sampling settings of the command line and the demo. Temperature 0.8: melodies of the
 #: shipped model sampled at 0.8 come closest to the corpus's test tunes in note count, note length and
 #: pitch span; at 1.0 they are too busy and too wide (figures in benchmarks/README.md).
 DEFAULT_TEMPERATURE = 0.8
 DEFAULT_LENGTH = 128
-DEFAULT_QPM = 120.0
 
 
 # --- parameters -------------------------------------------------------------------------------

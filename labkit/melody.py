@@ -27,6 +27,8 @@ NOTE_OFF = -1
 NO_EVENT = -2
 MIN_MIDI_PITCH = 0
 MAX_MIDI_PITCH = 127
+#: The tempo when none is given (quarter notes per minute): a melody's, a generated file's, an ABC tune's without ``Q:``.
+DEFAULT_QPM = 120.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,7 +52,7 @@ class Melody:
 
     events: np.ndarray
     steps_per_quarter: int = 4
-    qpm: float = 120.0
+    qpm: float = DEFAULT_QPM
     key: int = 0
     mode: str = "major"
     numerator: int = 4

@@ -60,7 +60,7 @@ def folk_melodies(root=None, styles=FOLK_STYLES) -> MelodySet:
     return load_melodies(root, styles=list(styles))
 
 
-def train(out: str | Path | None = None, *, model_config: ModelConfig = SHIPPED_MODEL,
+def train_shipped_model(out: str | Path | None = None, *, model_config: ModelConfig = SHIPPED_MODEL,
           train_config: TrainConfig = SHIPPED_TRAIN, styles=FOLK_STYLES, workdir: str | Path | None = None,
           root=None) -> dict:
     """Train the shipped model and write ``<out>.npz`` and ``<out>.json``; returns the JSON document.
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     from labkit.errors import LabkitError
 
     try:
-        doc = train(args.out, train_config=cfg, workdir=args.workdir)
+        doc = train_shipped_model(args.out, train_config=cfg, workdir=args.workdir)
     except LabkitError as exc:
         print(f"labkit: {exc}", file=sys.stderr)
         return 2

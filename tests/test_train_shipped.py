@@ -20,7 +20,7 @@ def test_errors_go_to_stderr(monkeypatch, capsys, tmp_path):
     def fail(*args, **kwargs):
         raise CorpusError("no corpus here")
 
-    monkeypatch.setattr(script, "train", fail)
+    monkeypatch.setattr(script, "train_shipped_model", fail)
     assert main(["--out", str(tmp_path / "m"), "--no-progress"]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "no corpus here" in captured.err

@@ -16,10 +16,10 @@ def register(subparsers) -> None:
                       help="split a line at rests longer than this many quarter notes (default: 4)")
     prep.add_argument("--strategy", choices=("instrument", "skyline"), default="instrument",
                       help="one melody line per instrument, or the top line of all (default: instrument)")
-    prep.set_defaults(func=prepare)
+    prep.set_defaults(func=_prepare)
 
 
-def prepare(args) -> int:
+def _prepare(args) -> int:
     from labkit.prepare import prepare_midi_folder
 
     report = prepare_midi_folder(

@@ -42,10 +42,10 @@ def register(subparsers) -> None:
     parser.add_argument("--temperature", type=_positive(float), default=None,
                         help="sampling temperature (default: 0.8)")
     parser.add_argument("--quick", action="store_true", help="tiny settings, seconds (as LABKIT_FAST=1)")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=_run)
 
 
-def run(args) -> int:
+def _run(args) -> int:
     from labkit import demo
 
     path = demo.run(args.out, seed=args.seed, train=args.train, style=args.style or demo.DEFAULT_STYLE,

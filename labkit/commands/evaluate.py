@@ -93,14 +93,14 @@ def register(subparsers) -> None:
                           "fine-tuned on each fold); evaluated tunes and their near-duplicates are removed")
     pre.add_argument("--pretrain-subset", nargs="+", metavar="SUBSET",
                      help="the same, with corpus subsets")
-    cv.set_defaults(func=run_cv)
+    cv.set_defaults(func=_cv)
 
 
 def _say(args, text: str) -> None:
     print(text, file=sys.stderr if args.json else sys.stdout, flush=True)
 
 
-def run_cv(args) -> int:
+def _cv(args) -> int:
     from labkit.errors import ConfigError
     from labkit.evaluate import (VIEWS, HybridModel, LSTMEnsemble, LSTMModel, LSTMSettings, NgramModel,
                                  corpus_pitch_view, cross_entropy_cv, load_corpus_melodies, load_midi_dir,

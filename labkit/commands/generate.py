@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import argparse
 
-from labkit.generate import DEFAULT_LENGTH, DEFAULT_QPM, DEFAULT_TEMPERATURE
+from labkit.generate import DEFAULT_LENGTH, DEFAULT_TEMPERATURE
+from labkit.melody import DEFAULT_QPM
 
 
 def _number(kind, what):
@@ -63,10 +64,10 @@ def register(subparsers) -> None:
                         help="output folder (default: out/generated)")
     parser.add_argument("--audio", action="store_true", help="also write a WAV per melody (SoundFont rendering)")
     parser.add_argument("--piano-roll", action="store_true", help="also write a piano-roll PNG per melody")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=_run)
 
 
-def run(args) -> int:
+def _run(args) -> int:
     """Handler: load the model, check the settings, generate, write, print one line per file."""
     from labkit.errors import ConfigError
     from labkit.checkpoint import load_melody_model

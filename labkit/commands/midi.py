@@ -39,7 +39,7 @@ def register(subparsers) -> None:
                          help="grid of the melody extraction (default: 4, sixteenth notes)")
     inspect.add_argument("--reader", choices=READERS, default="auto",
                          help="MIDI reader (default: auto = symusic)")
-    inspect.set_defaults(func=inspect_command)
+    inspect.set_defaults(func=_inspect)
     parser.set_defaults(func=lambda args: _print_help(parser))
 
 
@@ -55,7 +55,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def inspect_command(args) -> int:
+def _inspect(args) -> int:
     """Handler of ``midi inspect``: report every file; 2 if any could not be read, else 0."""
     status = 0
     for path in args.files:

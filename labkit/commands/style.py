@@ -79,7 +79,7 @@ def register(subparsers) -> None:
     train.add_argument("--max-per-style", type=_int_at_least(1), default=None, metavar="N",
                        help="use at most N tunes of each style per split (a quick run)")
     train.add_argument("--seed", type=int, default=0, help="seed of subsampling, folds and calibration (default: 0)")
-    train.set_defaults(func=run_train)
+    train.set_defaults(func=_train)
 
     score = sub.add_parser("score", help="style of MIDI files: most likely style, style index, probabilities",
                            description="Score MIDI files (or folders, searched recursively for .mid/.midi/.kar) with "
@@ -98,7 +98,7 @@ def register(subparsers) -> None:
                             "the longest melody is scored")
     score.add_argument("--min-notes", type=_int_at_least(1), default=MIN_NOTES,
                        help=f"fewest notes of a usable melody (default: {MIN_NOTES})")
-    score.set_defaults(func=run_score)
+    score.set_defaults(func=_score)
 
     exp = sub.add_parser("experiment", help="the five-style and generalisation experiments (CV by tune)",
                          description="Cross-validate by tune the basic and the improved style features on five "
@@ -127,7 +127,7 @@ def register(subparsers) -> None:
                      help="also cross-validate with the shipped melody model's state columns beside the others "
                           "(see labkit.style.features.melody_model_features)")
     exp.add_argument("--json", default=None, metavar="FILE", help="also write every figure to this JSON file")
-    exp.set_defaults(func=run_experiment)
+    exp.set_defaults(func=_experiment)
 
     typ = sub.add_parser("typicality", help="how often the model says a tune is unlike every style it knows",
                          description="Score the typicality of the corpus's test split (the model's own styles, "
@@ -139,10 +139,10 @@ def register(subparsers) -> None:
     typ.add_argument("--per-composer", type=_int_at_least(1), default=4, metavar="N",
                      help="classical works per composer (default: 4)")
     typ.add_argument("--json", default=None, metavar="FILE", help="also write every figure to this JSON file")
-    typ.set_defaults(func=run_typicality)
+    typ.set_defaults(func=_typicality)
 
 
-def run_train(args) -> int:
+def _train(args) -> int:
     """Handler of ``style train``."""
     from labkit.style.scoring import train_style_model
 
@@ -157,7 +157,7 @@ def run_train(args) -> int:
     return 0
 
 
-def run_score(args) -> int:
+def _score(args) -> int:
     """Handler of ``style score``: one line per file; 0 if any file scored, else 1."""
     from labkit.style.model import load_style_model
     from labkit.style.scoring import default_target, format_record, score_paths
@@ -181,7 +181,7 @@ def _write_json(figures: dict, where: str) -> None:
     print(f"figures written to {path}")
 
 
-def run_typicality(args) -> int:
+def _typicality(args) -> int:
     """Handler of ``style typicality``: one line per set of tunes (and ``--json FILE``)."""
     from labkit.style.experiments import typicality_check
 
@@ -191,7 +191,7 @@ def run_typicality(args) -> int:
     return 0
 
 
-def run_experiment(args) -> int:
+def _experiment(args) -> int:
     """Handler of ``style experiment``: progress lines, then the figures (and ``--json FILE``)."""
     from labkit.style.experiments import FIVE_STYLES, run_experiment as experiment
 

@@ -35,12 +35,12 @@ from typing import Iterable, Mapping, Sequence
 from labkit._common import atomic_write
 from labkit.corpus import MANIFEST_COLUMNS, MANIFEST_FILE, SPLITS, _repo_data_dir, split_of
 from labkit.errors import ConfigError, CorpusError
+from labkit.melody import DEFAULT_QPM
 
 #: Bump when the conversion changes: every tune is then converted again.
 BUILDER_VERSION = "2"
 
 #: Tempo (quarter notes per minute) of a tune whose source gives none.
-DEFAULT_QPM = 120.0
 #: MIDI velocity of every note (the sources have no dynamics we keep).
 VELOCITY = 80
 #: General MIDI program of melodies (0 = acoustic grand piano).

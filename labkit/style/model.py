@@ -31,7 +31,7 @@ from labkit.style.logreg import (_ensemble_proba, _fit_ensemble_arrays, _fit_mem
                                  softmax, stratified_kfold, stratified_split)
 
 #: Version of the ``model.json`` layout.
-FORMAT_VERSION = 1
+STYLE_MODEL_FORMAT_VERSION = 1
 
 # ----------------------------------------------------------------------------------
 # StyleModel: features + standardizer + logistic regression + temperature
@@ -331,7 +331,7 @@ class StyleModel:
         replaced as one unit (a crash leaves the old model whole, never half a new
         one); ``extra_files`` (``{name: bytes}``, such as ``metrics.json``) join it.
         """
-        config = {"format": FORMAT_VERSION, "kind": "StyleModel", **self._config(), "names": self.names}
+        config = {"format": STYLE_MODEL_FORMAT_VERSION, "kind": "StyleModel", **self._config(), "names": self.names}
         return _write_model(directory, config, self._arrays(), extra_files)
 
     @classmethod
@@ -394,9 +394,9 @@ def _read_model(directory, kind: str):
         config = json.loads(json_path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as err:
         raise CheckpointError(f"not valid JSON ({err})", json_path) from None
-    if config.get("kind") != kind or config.get("format") != FORMAT_VERSION:
+    if config.get("kind") != kind or config.get("format") != STYLE_MODEL_FORMAT_VERSION:
         raise CheckpointError(f"holds a {config.get('kind')!r} model of format {config.get('format')!r}, "
-                              f"expected {kind!r} format {FORMAT_VERSION}", json_path)
+                              f"expected {kind!r} format {STYLE_MODEL_FORMAT_VERSION}", json_path)
     try:
         with np.load(npz_path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
@@ -555,7 +555,7 @@ class GroupEnsemble:
                            **_scaler_arrays(scaler, f"{name}.")})
         if self.combiner is not None:
             arrays.update({"combiner.w": self.combiner["w"], "combiner.b": self.combiner["b"]})
-        config = {"format": FORMAT_VERSION, "kind": "GroupEnsemble", "styles": list(self.styles),
+        config = {"format": STYLE_MODEL_FORMAT_VERSION, "kind": "GroupEnsemble", "styles": list(self.styles),
                   "variant": self.variant, "paragraph": self.paragraph, "ngram_dims": self.ngram_dims,
                   "member_groups": {k: list(v) for k, v in self.member_groups.items()},
                   "member_temperatures": {k: float(m[2]) for k, m in self.members.items()},
