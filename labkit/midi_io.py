@@ -17,8 +17,15 @@ Two readers build the same ``NoteSequence``:
 * ``reader="note_seq"``: ``note_seq.midi_to_note_sequence`` (pretty_midi and
   mido underneath), the reference of the Magenta ecosystem.
 
-The two agree note for note on well-formed files (``tests/test_midi_io.py``
-checks every fixture). Where a file is ambiguous they can differ:
+Both read the same bytes: a scan in Python first walks every event of every
+track (:func:`_scan`), refuses what is corrupt or past the caps below, and
+hands the parser a canonical copy of the file: sysex events and F7 escapes
+(which symusic misreads and mido can fail on), system messages, events after
+the end-of-track event and chunks that are not tracks are left out, and the
+MIDI file inside a RIFF MIDI file (RMID) is unwrapped. So the two agree note
+for note on well-formed files (``tests/test_midi_io.py`` checks every fixture
+and crafted files; ``tests/test_midi_hostile.py`` random ones). Where a file
+is ambiguous they can differ:
 
 1. Tempo, time- and key-signature events outside the first track: the
    symusic reader honours them; note_seq (pretty_midi) reads them from the
@@ -31,6 +38,10 @@ checks every fixture). Where a file is ambiguous they can differ:
    942 notes of ``tests/fixtures/midi/miditoolkit_1390.mid``).
 3. A program change between a note's on and off: the note keeps the program
    of its note-on (symusic); note_seq gives it the program of its note-off.
+4. Instrument numbers in a track that holds several channels (or programs),
+   as every format 0 file with more than one part does: symusic numbers them
+   by channel and program, note_seq in the order of their first note-off. The
+   notes, and which notes share an instrument, are the same.
 
 Both readers keep the notes, the instruments (one per track, channel and
 program), the tempo map, time and key signatures. Only the note_seq reader
@@ -39,7 +50,17 @@ keeps control changes and pitch bends; the course needs the notes.
 Bad input never surfaces as a traceback from a parser: every problem is a
 :class:`~labkit.errors.MidiReadError` (the file cannot be read as MIDI) or a
 :class:`~labkit.errors.MidiValueError` (it reads, but holds values no music
-has), with a one-line message that names the file.
+has), with a one-line message that names the file (as
+:func:`labkit._common.display_name` prints it, whatever bytes the name holds).
+
+Bounded work: reading costs time and memory in proportion to the file's size
+and these caps, for any input, hostile or not. The scan refuses, before
+either parser runs, a file of more than :data:`MAX_FILE_BYTES` bytes, more
+than :data:`MAX_EVENTS` events, an event later than :data:`MAX_TICKS`, or a
+last event later than :data:`MAX_DURATION_SECONDS` under the tempo map (a
+163-byte file can otherwise claim billions of ticks, which note_seq would
+allocate and symusic's 32-bit ticks would wrap). After parsing, a tempo above
+:data:`MAX_QPM` or a note longer than :data:`MAX_NOTE_SECONDS` is refused too.
 
 Notebook: 01_midi_and_notesequences.ipynb
 """
@@ -61,7 +82,7 @@ with warnings.catch_warnings():
     import note_seq
     from note_seq import music_pb2
 
-from labkit._common import atomic_write
+from labkit._common import atomic_write, display_name
 from labkit.errors import ConfigError, MidiReadError, MidiValueError, NoNotesError
 
 #: The readers :func:`read_midi` knows; ``"auto"`` is symusic.
@@ -76,8 +97,25 @@ MAX_QPM = 1000.0
 #: note-off lost in a broken file, not music.
 MAX_NOTE_SECONDS = 3600.0
 #: Longest piece accepted, in seconds (three hours; Wagner's longest act lasts
-#: about two).
+#: about two). Checked on the file's last event before any parser runs, and
+#: again on the notes read.
 MAX_DURATION_SECONDS = 3 * 3600.0
+#: Latest tick accepted for any event (2**24, about 16.8 million: 4.8 hours at
+#: 480 ticks per quarter note and 120 qpm, 2.4 hours at 960). note_seq
+#: (pretty_midi) fills a table of one float per tick up to the last event, so
+#: this bounds that table to 128 MiB (about 400 MB and 2 s in all); it
+#: also keeps every tick far below symusic's 32-bit limit (2**31), where its
+#: ticks wrap around.
+MAX_TICKS = 2**24
+#: Most events (notes on and off, controls, meta and sysex events, in all
+#: tracks together) accepted in one file: the longest fixture, ten minutes of
+#: orchestra (music21_test04.mid), has about 15,000. The note_seq reader keeps
+#: a Python object for each: at the cap it takes about 12 s and 400 MB.
+MAX_EVENTS = 1_000_000
+#: Largest file read, in bytes (32 MiB; a long orchestral MIDI file is well
+#: under 1 MiB). A larger file, or an endless one such as ``/dev/zero``, is
+#: refused after reading this many bytes.
+MAX_FILE_BYTES = 32 * 2**20
 
 #: The tempo of a MIDI file before its first tempo event: 500,000 microseconds per quarter note, 120 qpm.
 _DEFAULT_MICROSECONDS_PER_QUARTER = 500_000
@@ -112,7 +150,7 @@ class MidiHeader(NamedTuple):
 # --- reading --------------------------------------------------------------------------
 
 def read_midi(path: str | os.PathLike, *, reader: str = "auto") -> music_pb2.NoteSequence:
-    """Read a standard MIDI file (format 0 or 1) into a ``NoteSequence``.
+    """Read a standard MIDI file (format 0 or 1, bare or RIFF-wrapped: RMID) into a ``NoteSequence``.
 
     Times are in seconds, following the file's tempo map. The sequence keeps
     every note (``pitch``, ``velocity``, ``start_time``, ``end_time``,
@@ -120,8 +158,9 @@ def read_midi(path: str | os.PathLike, *, reader: str = "auto") -> music_pb2.Not
     track names (``instrument_infos``), ``tempos``, ``time_signatures``,
     ``key_signatures`` (``key`` 0..11 is the tonic's pitch class, 0 = C),
     ``ticks_per_quarter``, ``total_time`` (end of the last note) and
-    ``filename`` (``str(path)``). See the module text for how the two
-    readers differ on ambiguous files.
+    ``filename`` (``str(path)``, with bytes that are not UTF-8 shown as
+    U+FFFD). See the module text for how the two readers differ on ambiguous
+    files, and for the caps that bound the work of reading any file.
 
     Args:
         path: the ``.mid`` file.
@@ -133,10 +172,12 @@ def read_midi(path: str | os.PathLike, *, reader: str = "auto") -> music_pb2.Not
 
     Raises:
         MidiReadError: missing file, a directory, an empty, truncated, corrupt
-            or non-MIDI file, SMPTE timing, format 2.
+            or non-MIDI file, SMPTE timing, format 2, a file larger than
+            :data:`MAX_FILE_BYTES`.
         MidiValueError: a tempo of 0 or above :data:`MAX_QPM`, a note longer
             than :data:`MAX_NOTE_SECONDS`, a piece longer than
-            :data:`MAX_DURATION_SECONDS`, an impossible time or key signature.
+            :data:`MAX_DURATION_SECONDS`, more than :data:`MAX_EVENTS` events,
+            an event past :data:`MAX_TICKS`, an impossible time or key signature.
         ConfigError: an unknown ``reader``.
 
     Example:
@@ -147,14 +188,19 @@ def read_midi(path: str | os.PathLike, *, reader: str = "auto") -> music_pb2.Not
     Notebook: 01_midi_and_notesequences.ipynb
     """
     _check_reader(reader)
-    name = os.fspath(path)
-    return read_midi_bytes(_read_file(name), name, reader=reader)
+    real = os.fsdecode(path)
+    return read_midi_bytes(_read_file(real, display_name(real)), real, reader=reader)
 
 
 def read_midi_bytes(data: bytes, name: str = "<bytes>", *, reader: str = "auto") -> music_pb2.NoteSequence:
     """Read the bytes of a MIDI file into a ``NoteSequence``, like :func:`read_midi`.
 
-    ``name`` stands for the file in error messages and in ``sequence.filename``.
+    ``name`` stands for the file in error messages and in ``sequence.filename``
+    (bytes of a file name that are not UTF-8 shown as U+FFFD, see
+    :func:`labkit._common.display_name`). Before either parser runs, a scan of
+    the track chunks (:func:`_scan`) refuses a file past the caps
+    (:data:`MAX_FILE_BYTES`, :data:`MAX_EVENTS`, :data:`MAX_TICKS`,
+    :data:`MAX_DURATION_SECONDS`) and hands the parser a canonical copy.
 
     >>> seq = read_midi_bytes(midi_to_bytes(note_seq.NoteSequence()))
     >>> len(seq.notes), seq.tempos[0].qpm
@@ -163,12 +209,15 @@ def read_midi_bytes(data: bytes, name: str = "<bytes>", *, reader: str = "auto")
     Notebook: 01_midi_and_notesequences.ipynb
     """
     _check_reader(reader)
+    name = display_name(name)
     data = bytes(data)
-    header = _check_header(data, name)
+    if len(data) > MAX_FILE_BYTES:
+        raise MidiReadError(_too_large(), name)
+    scan = _scan(data, name)
     if reader == "note_seq":
-        sequence = _read_with_note_seq(data, name)
+        sequence = _read_with_note_seq(scan.data, name)
     else:
-        sequence = _read_with_symusic(data, header, name)
+        sequence = _read_with_symusic(scan.data, scan.header, name)
     sequence.filename = name
     return sequence
 
@@ -184,8 +233,9 @@ def read_header(path: str | os.PathLike) -> MidiHeader:
 
     Notebook: 01_midi_and_notesequences.ipynb
     """
-    name = os.fspath(path)
-    return _check_header(_read_file(name), name)
+    real = os.fsdecode(path)
+    name = display_name(real)
+    return _check_header(_unwrap_rmid(_read_file(real, name), name), name)
 
 
 def _check_reader(reader: str) -> None:
@@ -193,11 +243,11 @@ def _check_reader(reader: str) -> None:
         raise ConfigError(f"unknown MIDI reader {reader!r}; choose one of {', '.join(READERS)}")
 
 
-def _read_file(name: str) -> bytes:
-    """The bytes of a file, or a MidiReadError that says why not."""
-    path = Path(name)
+def _read_file(real: str, name: str) -> bytes:
+    """The bytes of the file ``real`` (at most :data:`MAX_FILE_BYTES`), or a MidiReadError naming ``name``."""
     try:
-        return path.read_bytes()
+        with open(real, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise MidiReadError("no such file", name) from None
     except IsADirectoryError:
@@ -206,15 +256,50 @@ def _read_file(name: str) -> bytes:
         raise MidiReadError("permission denied", name) from None
     except OSError as exc:
         raise MidiReadError(f"cannot read the file ({exc.strerror or exc})", name) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise MidiReadError(_too_large(), name)
+    return data
+
+
+def _too_large() -> str:
+    limit = f"{MAX_FILE_BYTES / 2**20:g} MiB" if MAX_FILE_BYTES >= 2**20 else f"{MAX_FILE_BYTES:,} bytes"
+    return f"too large for a MIDI file (the limit is {limit})"
+
+
+def _unwrap_rmid(data: bytes, name: str) -> bytes:
+    """The standard MIDI file inside a RIFF MIDI file (RMID), or ``data`` itself.
+
+    An RMID file is ``b"RIFF" <size> b"RMID"`` followed by RIFF chunks (4-byte
+    type, 4-byte little-endian length, data padded to an even length); the
+    chunk ``data`` holds the bytes of a standard MIDI file. Other RIFF files
+    (WAV audio) are left as they are, for :func:`_check_header` to name.
+    """
+    if not (data.startswith(b"RIFF") and data[8:12] == b"RMID"):
+        return data
+    offset = 12
+    while offset + 8 <= len(data):
+        kind, length = data[offset:offset + 4], int.from_bytes(data[offset + 4:offset + 8], "little")
+        if kind == b"data" and length:
+            return data[offset + 8:offset + 8 + length]
+        offset += 8 + length + (length & 1)
+    raise MidiReadError("a RIFF MIDI file (RMID) without a 'data' chunk holding the MIDI file", name)
 
 
 def _check_header(data: bytes, name: str) -> MidiHeader:
-    """Check the chunk structure of a MIDI file before any parser sees it.
+    """Check the chunk structure of a MIDI file before any parser sees it (see :func:`_chunks`)."""
+    return _chunks(data, name)[0]
+
+
+def _chunks(data: bytes, name: str) -> tuple[MidiHeader, list[tuple[int, int]], bool]:
+    """The header, where each track's data lies, and whether the file is plain.
 
     A MIDI file is a sequence of chunks, each a 4-byte type and a 4-byte
     big-endian length. The first is ``MThd`` with three 16-bit numbers:
     format, number of tracks, division; then come the ``MTrk`` track chunks
-    (chunks of other types may appear and are skipped by every reader).
+    (chunks of other types may appear; they are skipped). Returns the header,
+    ``(start, end)`` byte offsets of the data of the declared track chunks, and
+    whether the file is *plain*: a 6-byte header followed by exactly those
+    track chunks and nothing else.
     """
     if not data:
         raise MidiReadError("empty file (0 bytes)", name)
@@ -237,13 +322,15 @@ def _check_header(data: bytes, name: str) -> MidiHeader:
     if num_tracks == 0:
         raise MidiReadError("the MIDI header declares no tracks", name)
 
-    offset, tracks_found = 8 + header_length, 0
+    offset, tracks_found, spans, plain = 8 + header_length, 0, [], header_length == 6
     while offset < len(data) and tracks_found < num_tracks:
         if offset + 8 > len(data):
             raise MidiReadError(f"truncated: the file ends inside a chunk header at byte {offset}", name)
         kind, length = data[offset:offset + 4], struct.unpack(">I", data[offset + 4:offset + 8])[0]
+        plain = plain and kind == b"MTrk"
         if kind == b"MTrk":
             tracks_found += 1
+            spans.append((offset + 8, offset + 8 + length))
         elif not all(32 <= b < 127 for b in kind):  # chunk types are 4 printable ASCII letters
             raise MidiReadError(f"corrupt chunk at byte {offset} (type {kind!r}, expected b'MTrk')", name)
         if offset + 8 + length > len(data):
@@ -255,7 +342,7 @@ def _check_header(data: bytes, name: str) -> MidiHeader:
     if tracks_found < num_tracks:
         raise MidiReadError(f"truncated: the header declares {num_tracks} tracks, the file holds {tracks_found}",
                             name)
-    return MidiHeader(fmt, num_tracks, division)
+    return MidiHeader(fmt, num_tracks, division), spans, plain and offset == len(data)
 
 
 def _what_it_is(data: bytes) -> str:
@@ -276,6 +363,222 @@ def _what_it_is(data: bytes) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:200]
+
+
+# --- the scan before parsing -----------------------------------------------------------
+
+class _Scan(NamedTuple):
+    """What :func:`_scan` finds in a MIDI file, before any parser runs.
+
+    ``track_ends``: the tick of each track's last event (its end of track);
+    ``track_events``: the number of events of each track (meta and sysex events
+    included, as mido counts them); ``tempos``: ``(tick, microseconds per
+    quarter)`` of every tempo event of every track, sorted by tick (stable);
+    ``seconds``: the time of the file's last event under that tempo map;
+    ``data``: the canonical file the parsers read (see :func:`_scan`).
+    """
+
+    header: MidiHeader
+    track_ends: tuple[int, ...]
+    track_events: tuple[int, ...]
+    tempos: tuple[tuple[int, int], ...]
+    seconds: float
+    data: bytes
+
+
+#: Data bytes after a channel status byte, by its high nibble (0x8 note-off ... 0xE pitch bend).
+_CHANNEL_DATA_BYTES = (0,) * 8 + (2, 2, 2, 2, 1, 1, 2) + (0,)
+#: Data bytes after a system common or real-time status byte (which a MIDI file should not hold;
+#: F0 and F7 sysex and FF meta events give their length instead; F4, F5, F9 and FD are undefined).
+_SYSTEM_DATA_BYTES = {0xF1: 1, 0xF2: 2, 0xF3: 1, 0xF6: 0, 0xF8: 0, 0xFA: 0, 0xFB: 0, 0xFC: 0, 0xFE: 0}
+#: Meta events whose data has one right length: type -> (length, what it is).
+_META_LENGTH = {0x51: (3, "tempo"), 0x58: (4, "time signature"), 0x59: (2, "key signature")}
+
+
+def _scan(data: bytes, name: str) -> _Scan:
+    """Walk every event of every track in Python, check the caps, and make the file canonical.
+
+    Runs before either parser, so a hostile file costs time in proportion to
+    its size and never reaches a parser that would allocate per tick: it
+    refuses a file with more than :data:`MAX_EVENTS` events (as soon as it has
+    counted them), an event later than :data:`MAX_TICKS`, or a last event later
+    than :data:`MAX_DURATION_SECONDS` under the tempo map, with one line
+    (:class:`MidiValueError`); and any event that cannot be read (a time delta
+    longer than 4 bytes, a data byte above 127, an undefined status byte,
+    running status with no status byte in force, a tempo, time or key signature
+    event of the wrong length, an event cut by the end of its track) as
+    corrupt (:class:`MidiReadError`).
+
+    The parsers then read a *canonical* copy, on which symusic and mido agree:
+    the RMID wrapper removed (:func:`_unwrap_rmid`), a 6-byte header, only the
+    declared track chunks, each ending at its end-of-track event, and without
+    sysex (F0, F7) or system events (both readers drop them; symusic misreads
+    an F7 escape and mido fails on one holding bytes above 127): their time
+    deltas pass to the next event. Running status goes on across meta events
+    (as both parsers read it); after a sysex or system event it is refused,
+    since what follows is ambiguous. A plain file is passed on as it is.
+
+    >>> track = bytes([0, 0xF7, 2, 0xF3, 1,  0, 0x90, 60, 64,  96, 60, 0,  0, 0xFF, 0x2F, 0])
+    >>> scan = _scan(b"MThd" + struct.pack(">IHHH", 6, 0, 1, 96) + b"MTrk" + struct.pack(">I", 16) + track, "f")
+    >>> scan.track_ends, scan.track_events, scan.seconds
+    ((96,), (4,), 0.5)
+    >>> scan.data[22:]  # the F7 escape is gone
+    b'\\x00\\x90<@`<\\x00\\x00\\xff/\\x00'
+    """
+    data = _unwrap_rmid(data, name)
+    header, spans, plain = _chunks(data, name)
+    track_ends, track_events, tempos, stops, stripped = [], [], [], [], []
+    budget = MAX_EVENTS
+    for number, (start, end) in enumerate(spans, 1):
+        tick, events, stop, strips = _scan_track(data, start, end, number, name, budget, tempos)
+        budget -= events
+        track_ends.append(tick)
+        track_events.append(events)
+        stops.append(stop)
+        stripped.append(strips)
+
+    tempos.sort(key=lambda tempo: tempo[0])
+    last = max(track_ends)
+    tempo_ticks, tempo_mspq = _tempo_map({"time": np.array([t for t, _ in tempos], dtype=np.int64),
+                                          "mspq": np.array([m for _, m in tempos], dtype=np.int64)}, name)
+    seconds = float(_tick_clock(tempo_ticks, tempo_mspq, header.ticks_per_quarter)(last))
+    if seconds > MAX_DURATION_SECONDS:
+        raise MidiValueError(f"the music lasts {_hours(seconds)} (the limit is {_hours(MAX_DURATION_SECONDS)})",
+                             name)
+    if last > MAX_TICKS:
+        raise MidiValueError(f"an event at tick {last:,} ({header.ticks_per_quarter} ticks per quarter note; "
+                             f"the limit is tick {MAX_TICKS:,})", name)
+
+    if plain and not any(stripped) and stops == [end for _, end in spans]:
+        return _Scan(header, tuple(track_ends), tuple(track_events), tuple(tempos), seconds, data)
+    parts = [b"MThd", struct.pack(">IHHH", 6, *header)]
+    for number, ((start, _), stop, strips) in enumerate(zip(spans, stops, stripped), 1):
+        if strips:
+            out: list[bytes] = []
+            _scan_track(data, start, stop, number, name, MAX_EVENTS, [], out)
+            body = b"".join(out)
+        else:
+            body = data[start:stop]
+        parts += [b"MTrk", len(body).to_bytes(4, "big"), body]
+    return _Scan(header, tuple(track_ends), tuple(track_events), tuple(tempos), seconds, b"".join(parts))
+
+
+def _scan_track(data: bytes, start: int, end: int, number: int, name: str, budget: int,
+                tempos: list, out: list | None = None) -> tuple[int, int, int, int]:
+    """Walk the events of one track chunk (``data[start:end]``), as :func:`_scan` describes.
+
+    Appends ``(tick, microseconds per quarter)`` of its tempo events to
+    ``tempos``; with ``out``, appends the bytes of the canonical track (sysex
+    and system events left out). Returns the tick of the last event, the
+    number of events, the offset just past the end-of-track event (or ``end``)
+    and the number of events that the canonical track leaves out.
+    """
+    def corrupt(problem: str, at: int) -> MidiReadError:
+        return MidiReadError(f"corrupt MIDI data (track {number}, byte {at}: {problem})", name)
+
+    channel_data, system_data = _CHANNEL_DATA_BYTES, _SYSTEM_DATA_BYTES
+    i, tick, status, events, left_out, pending = start, 0, 0, 0, 0, 0
+    while i < end:
+        at = i
+        byte = data[i]
+        delta, i, size = byte & 0x7F, i + 1, 1
+        while byte & 0x80:  # a variable-length quantity: 7 bits a byte, high bit set on all but the last
+            if i >= end or size == 4:
+                raise corrupt("a time delta longer than 4 bytes" if size == 4 else "the track ends inside "
+                              "a time delta", at)
+            byte = data[i]
+            delta, i, size = (delta << 7) | (byte & 0x7F), i + 1, size + 1
+        tick += delta
+        if i >= end:
+            raise corrupt("the track ends after a time delta, before its event", at)
+        first, byte = i, data[i]
+        keep, last_event = True, False
+        if byte < 0x80:  # running status: the status byte of the last channel event goes on
+            if not status:
+                raise corrupt(f"data byte {byte} where a status byte must be; no running status is in force", i)
+            i += channel_data[status >> 4]
+            if i > end:
+                raise corrupt("the track ends inside an event", first)
+            if i - first == 2 and data[first + 1] > 0x7F:
+                raise corrupt(f"data byte {data[first + 1]} after status 0x{status:02X} "
+                              "(data bytes stop at 127)", first + 1)
+        elif byte < 0xF0:  # a channel event
+            status = byte
+            i += 1 + channel_data[byte >> 4]
+            if i > end:
+                raise corrupt("the track ends inside an event", first)
+            for k in range(first + 1, i):
+                if data[k] > 0x7F:
+                    raise corrupt(f"data byte {data[k]} after status 0x{byte:02X} (data bytes stop at 127)", k)
+        elif byte == 0xFF:  # a meta event: type, length, data
+            if first + 2 >= end:
+                raise corrupt("the track ends inside a meta event", first)
+            kind = data[first + 1]
+            length, i = _length(data, first + 2, end, corrupt)
+            if i + length > end:
+                raise corrupt(f"a meta event of {length} bytes runs past the end of the track", first)
+            if kind in _META_LENGTH and length != _META_LENGTH[kind][0]:
+                right, what = _META_LENGTH[kind]
+                raise corrupt(f"a {what} event of {length} bytes (it must have {right})", first)
+            if kind == 0x51:
+                tempos.append((tick, int.from_bytes(data[i:i + 3], "big")))
+            i += length
+            last_event = kind == 0x2F
+        elif byte == 0xF0 or byte == 0xF7:  # sysex, or a sysex escape: length, data
+            length, i = _length(data, first + 1, end, corrupt)
+            if i + length > end:
+                raise corrupt(f"a sysex event of {length} bytes runs past the end of the track", first)
+            i += length
+            status, keep = 0, False
+        elif byte in system_data:
+            i += 1 + system_data[byte]
+            if i > end or any(b > 0x7F for b in data[first + 1:i]):
+                raise corrupt(f"a broken system event 0x{byte:02X}", first)
+            status, keep = 0, False
+        else:
+            raise corrupt(f"undefined status byte 0x{byte:02X}", first)
+        events += 1
+        if events > budget:
+            raise MidiValueError(f"holds more than {MAX_EVENTS:,} events (the limit for one file)", name)
+        if not keep:
+            left_out += 1
+        if out is not None:
+            if keep:
+                out.append(_variable_length(pending + delta))
+                out.append(data[first:i])
+                pending = 0
+            else:
+                pending += delta
+        if last_event:
+            break
+    return tick, events, i, left_out
+
+
+def _length(data: bytes, i: int, end: int, corrupt) -> tuple[int, int]:
+    """A variable-length quantity at ``data[i:]`` (at most 4 bytes): ``(value, offset after it)``."""
+    value = 0
+    for size in range(4):
+        if i >= end:
+            raise corrupt("the track ends inside a length", i)
+        byte = data[i]
+        value, i = (value << 7) | (byte & 0x7F), i + 1
+        if byte < 0x80:
+            return value, i
+    raise corrupt("a length longer than 4 bytes", i - 4)
+
+
+def _variable_length(value: int) -> bytes:
+    """``value`` as a MIDI variable-length quantity (7 bits a byte, most significant first).
+
+    >>> _variable_length(0), _variable_length(0x80), _variable_length(0x0FFFFFFF)
+    (b'\\x00', b'\\x81\\x00', b'\\xff\\xff\\xff\\x7f')
+    """
+    out = [value & 0x7F]
+    value >>= 7
+    while value:
+        out.append(0x80 | (value & 0x7F))
+        value >>= 7
+    return bytes(reversed(out))
 
 
 # --- the symusic reader ---------------------------------------------------------------
@@ -424,8 +727,28 @@ def _read_with_note_seq(data: bytes, name: str) -> music_pb2.NoteSequence:
         problem = _first_line(exc).removeprefix("Midi decoding error ")
         problem = re.sub(r"<class '(?:\w+\.)*(\w+)'>", r"\1", problem)
         raise MidiReadError(f"corrupt MIDI data ({problem.rstrip(': ')})", name) from None
+    _merge_tempos(sequence)
     _check_values(sequence, name)
     return sequence
+
+
+def _merge_tempos(sequence: music_pb2.NoteSequence) -> None:
+    """Make note_seq's tempo map the one :func:`_tempo_map` gives, in place.
+
+    pretty_midi keeps every change of tempo at one tick (after the first);
+    only the last sounds, so keep that one, and drop a change that repeats the
+    tempo in force. The time of every note stays as it is.
+    """
+    kept: list[tuple[float, float]] = []
+    for tempo in sequence.tempos:
+        if kept and kept[-1][0] == tempo.time:
+            kept.pop()
+        if not kept or kept[-1][1] != tempo.qpm:
+            kept.append((tempo.time, tempo.qpm))
+    if len(kept) != len(sequence.tempos):
+        del sequence.tempos[:]
+        for time, qpm in kept:
+            sequence.tempos.add(time=time, qpm=qpm)
 
 
 # --- checks shared by both readers ----------------------------------------------------
@@ -482,7 +805,7 @@ def require_notes(sequence: music_pb2.NoteSequence, path: str | os.PathLike | No
 
     Notebook: 01_midi_and_notesequences.ipynb
     """
-    name = os.fspath(path) if path is not None else (sequence.filename or None)
+    name = display_name(path) if path is not None else (sequence.filename or None)
     if not sequence.notes:
         raise NoNotesError("holds no notes", name)
     if all(note.is_drum for note in sequence.notes):

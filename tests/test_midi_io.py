@@ -385,6 +385,11 @@ def _bad_file(kind: str, tmp_path: Path) -> Path:
         "smpte_division": _with_header(good, division=0xE728),  # -25 frames/s, 40 ticks per frame
         "format_2": _with_header(good, fmt=2),
         "bad_format": _with_header(good, fmt=7),
+        "riff_midi_without_data": b"RIFF\x0c\x00\x00\x00RMIDLIST\x00\x00\x00\x00",
+        # 0x7FFF ticks per quarter, ten notes each after a delta of 0x0FFFFFFF ticks: 2.7e9 ticks, 11.4 hours.
+        "huge_deltas": _with_header(_one_track_file(
+            b"".join(b"\xff\xff\xff\x7f\x90\x3c\x40\x01\x80\x3c\x00" for _ in range(10)) + b"\x00\xff\x2f\x00"),
+            division=0x7FFF),
     }
     if kind in contents:
         path.write_bytes(contents[kind])
@@ -421,6 +426,8 @@ BAD_KINDS = {
     "smpte_division": (MidiReadError, "SMPTE"),
     "format_2": (MidiReadError, "format 2"),
     "bad_format": (MidiReadError, "format 7"),
+    "riff_midi_without_data": (MidiReadError, "a RIFF MIDI file (RMID) without a 'data' chunk"),
+    "huge_deltas": (MidiValueError, "the music lasts 11.4 hours (the limit is 3.0 hours)"),
     "tempo_zero": (MidiValueError, "tempo of 0"),
     "tempo_too_fast": (MidiValueError, f"tempo of 1200 qpm at 0.25 s (the limit is {MAX_QPM:.0f} qpm)"),
     "note_lasting_hours": (MidiValueError, "lasts 2.0 hours"),
