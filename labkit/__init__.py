@@ -6,7 +6,7 @@ checks it), so data flows one way, from MIDI files to music and reports::
     errors.py env.py _common.py  one exception family; LABKIT_FAST and versions; atomic writes, MIDI file
                                  names and finding them, pitch-class names
     examples.py                  example MIDI files that ship with labkit
-    midi_io.py                   MIDI file <-> NoteSequence (a fast reader that agrees with note-seq's)
+    midi_io.py                   MIDI file <-> NoteSequence (a fast reader that agrees with note-seq's, note for note)
     melody.py                    the Melody type: quantize, extract, transpose, keys, phrases, notes in seconds
     encoding.py audio.py viz.py  melody <-> tokens and piano-roll frames; SoundFont rendering and WAV; piano rolls
     corpus/__init__.py           the shipped corpus: manifest, splits, reading tunes

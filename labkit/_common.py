@@ -6,6 +6,7 @@ file is called.
 """
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import shutil
@@ -13,6 +14,8 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
+
+from labkit.errors import ConfigError
 
 #: File suffixes read as MIDI (compared lower-cased). ``.kar`` is karaoke MIDI: a standard MIDI file.
 MIDI_SUFFIXES: tuple[str, ...] = (".mid", ".midi", ".kar")
@@ -44,19 +47,65 @@ def is_midi_name(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in MIDI_SUFFIXES
 
 
-def find_midi_files(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[tuple[str, str | None]]:
-    """Expand files and folders into ``(path, problem)`` entries, in the order given.
+def display_name(path: str | os.PathLike | bytes) -> str:
+    """A path as text that can always be printed: bytes that are not UTF-8 shown as U+FFFD.
 
-    A folder contributes every MIDI file below it (recursively, sorted; see :data:`MIDI_SUFFIXES`);
-    a folder with none gives one entry with a problem, and so does a path that does not exist.
+    A file name on Linux is any bytes; Python gives an undecodable byte as a lone surrogate
+    (``os.fsdecode(b"bad\\xff.mid") == 'bad\\udcff.mid'``), which a UTF-8 stdout, a CSV file
+    or a protobuf string refuses with ``UnicodeEncodeError``. Every batch line names a file
+    through this function, so one odd name never stops the others' results.
+
+    >>> display_name(os.fsdecode(b"bad\\xff.mid")), display_name("ok.mid")
+    ('bad\\ufffd.mid', 'ok.mid')
+
+    Notebook: 02_preprocessing.ipynb
+    """
+    raw = path if isinstance(path, bytes) else os.fspath(path)
+    if isinstance(raw, bytes):
+        return raw.decode("utf-8", "replace")
+    try:
+        return raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:   # a surrogate that no decoding made: not from a file name
+        return raw.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
+def _link_problem(path: str) -> str | None:
+    """Why a symbolic link leads nowhere (dangling or looping), or None when it leads somewhere."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link that loops (it never reaches a file)"
+        if exc.errno == errno.ENOENT:
+            try:
+                target = display_name(os.readlink(path))
+            except OSError:  # pragma: no cover - removed meanwhile
+                target = "?"
+            return f"broken symbolic link (its target {target} does not exist)"
+        return f"cannot follow this symbolic link ({exc.strerror or exc})"
+    return None
+
+
+def find_midi_files(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[tuple[str, str | None]]:
+    """Expand files and folders into ``(path, problem)`` entries, in the order given: one per entry, never silent.
+
+    A folder contributes, recursively and sorted by name, every entry whose name ends in one of
+    :data:`MIDI_SUFFIXES` and every symbolic link that leads nowhere: a regular file (or a link
+    to one) as ``(path, None)``, to be read; anything else with a problem -- a dangling or looping
+    link, a FIFO or device named like a MIDI file (reading it could block), a sub-folder that
+    cannot be listed, a sub-folder named like a MIDI file (``x.mid/``) that holds none, a link to
+    a folder already searched (so a link loop is never followed round). A named folder with
+    nothing to report gives one entry with a problem, and so does a path that does not exist.
     A file named directly is taken whatever its name (reading it tells whether it is MIDI).
-    ``problem`` is None for a file to read, else a short sentence for the batch's report line.
+    ``problem`` is None for a file to read, else a short sentence for the batch's report line;
+    paths keep undecodable bytes (print them with :func:`display_name`).
 
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
     >>> _ = (d / "b.mid").write_bytes(b""); _ = (d / "a.KAR").write_bytes(b""); _ = (d / "x.txt").write_bytes(b"")
-    >>> [(pathlib.Path(p).name, problem) for p, problem in find_midi_files(d)]
-    [('a.KAR', None), ('b.mid', None)]
+    >>> (d / "c.mid").mkdir(); (d / "z.mid").symlink_to(d / "gone.mid")
+    >>> [(pathlib.Path(p).name, problem) for p, problem in find_midi_files(d)]  # doctest: +ELLIPSIS
+    [('a.KAR', None), ('b.mid', None), ('c.mid', 'a folder named like a MIDI file, holding none'), ('z.mid', 'broken symbolic link (its target .../gone.mid does not exist)')]
     >>> find_midi_files([d / "missing.mid"])[0][1]
     'no such file or folder'
 
@@ -66,17 +115,113 @@ def find_midi_files(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> l
         paths = [paths]
     found: list[tuple[str, str | None]] = []
     for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and is_midi_name(p))
-            if not files:
-                found.append((os.fspath(raw), f"folder holds no {'/'.join(MIDI_SUFFIXES)} files"))
-            found.extend((str(p), None) for p in files)
-        elif path.exists():
-            found.append((os.fspath(raw), None))
+        name = os.fspath(raw)
+        if os.path.isdir(name):
+            seen = {_dir_key(name)}
+            before = len(found)
+            _search(name, found, seen)
+            if len(found) == before:
+                found.append((name, f"folder holds no {'/'.join(MIDI_SUFFIXES)} files"))
+        elif os.path.isfile(name):
+            found.append((name, None))
+        elif os.path.lexists(name):
+            found.append((name, _link_problem(name) if os.path.islink(name) else _not_regular(name)))
         else:
-            found.append((os.fspath(raw), "no such file or folder"))
+            found.append((name, "no such file or folder"))
     return found
+
+
+def _dir_key(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def _not_regular(path: str) -> str:
+    return "not a regular file (a FIFO, socket or device): not read"
+
+
+def _search(folder: str, found: list, seen: set) -> None:
+    """Append the entries of ``folder`` (see :func:`find_midi_files`); ``seen``: folders searched already."""
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        found.append((folder, f"cannot list this folder ({exc.strerror or exc})"))
+        return
+    for entry in entries:
+        path = entry.path
+        midi_named = is_midi_name(entry.name)
+        link = entry.is_symlink()
+        problem = _link_problem(path) if link else None
+        if problem:
+            found.append((path, problem))
+        elif os.path.isdir(path):
+            key = _dir_key(path)
+            if key in seen:
+                found.append((path, "link to a folder searched already (a loop): not followed"))
+                continue
+            seen.add(key)
+            before = len(found)
+            _search(path, found, seen)
+            if midi_named and len(found) == before:
+                found.append((path, "a folder named like a MIDI file, holding none"))
+        elif midi_named:
+            found.append((path, None if os.path.isfile(path) else _not_regular(path)))
+
+
+def check_output_folder(folder: str | os.PathLike, files: Iterable[str] = (), *,
+                        reads: Iterable[str | os.PathLike] = (), what: str = "output folder") -> Path:
+    """Check, before any work and without writing, that ``folder`` can take a command's outputs.
+
+    Raises :class:`~labkit.errors.ConfigError` (one line naming the path) when ``folder`` exists
+    and is not a folder, when a file stands where a parent folder must be, when the folder (or
+    the nearest existing folder above it) cannot be written (``/proc``, read-only, no permission:
+    tried with a probe file that is removed at once), when something other than a file (a folder)
+    sits where one of ``files`` must be written, or when one of ``reads`` (inputs of the command)
+    lies inside ``folder`` (a command never writes over what it reads). Returns ``folder`` as a Path.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> (d / "melody_001.mid").mkdir()
+    >>> check_output_folder(d, ["melody_001.mid"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    labkit.errors.ConfigError: .../melody_001.mid: is a folder, where this command must write a file
+    >>> check_output_folder(d / "new" / "deeper") == d / "new" / "deeper"
+    True
+
+    Notebook: 05_sampling_studio.ipynb
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"exists and is not a folder (the {what} goes here)", folder)
+    existing = folder
+    while not existing.is_dir():
+        if os.path.lexists(existing) and not existing.is_dir():
+            raise ConfigError(f"is not a folder, so the {what} {display_name(folder)} cannot be made", existing)
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".labkit-probe-")
+    except OSError as exc:
+        raise ConfigError(f"cannot write the {what} here ({exc.strerror or exc})", folder) from None
+    os.close(fd)
+    os.remove(probe)
+    if folder.is_dir():
+        for name in files:
+            target = folder / name
+            if target.is_dir() or (os.path.lexists(target) and target.exists() and not target.is_file()):
+                raise ConfigError("is a folder, where this command must write a file"
+                                  if target.is_dir() else "is not a regular file, where this command must write one",
+                                  target)
+    where = Path(os.path.realpath(folder))
+    for source in reads:
+        inside = Path(os.path.realpath(source))
+        if inside == where or where in inside.parents:
+            raise ConfigError(f"lies inside the {what} {display_name(folder)}: the command would write over "
+                              f"what it reads; choose an {what} outside it", source)
+    return folder
 
 
 @functools.cache
@@ -107,7 +252,8 @@ def atomic_write(path: str | os.PathLike, data: bytes | Callable[[BinaryIO], obj
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # ".<name>.<pid>.<random>.tmp": the writer's process id lets remove_stale_temporaries tell a dead writer's file
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             if isinstance(data, (bytes, bytearray, memoryview)):
@@ -159,3 +305,135 @@ def atomic_write_dir(directory: str | os.PathLike, fill: Callable[[Path], object
         if old is not None and old.exists():
             shutil.rmtree(old, ignore_errors=True)
     return directory
+
+
+#: A temporary file left by a writer that died is removed when it is this old, if its writer cannot be told.
+STALE_TEMPORARY_SECONDS = 3600
+
+
+def _writer_alive(pid: int) -> bool | None:
+    """Whether process ``pid`` runs (None: cannot be told here; on Windows ``os.kill`` would end it)."""
+    if os.name != "posix":
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # alive, someone else's
+        return True
+    except OSError:
+        return None
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that writers of ``path`` killed mid-write left behind; returns them.
+
+    Only files named as :func:`atomic_write` names them, ``.<name>.<pid>.<random>.tmp`` (or
+    ``.<name>.<random>.tmp``, without a process id) beside ``path``, are candidates. One is removed
+    when its process id names no running process (or is this process's own: none of its writes is
+    in flight when this is called), or, where that cannot be told, when it is older than
+    :data:`STALE_TEMPORARY_SECONDS`. A live writer's file is never touched.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / ".c.npz.999999999.abc.tmp").write_bytes(b"half"); _ = (d / ".c.npz.keep").write_bytes(b"")
+    >>> [p.name for p in remove_stale_temporaries(d / "c.npz")], sorted(p.name for p in d.iterdir())
+    (['.c.npz.999999999.abc.tmp'], ['.c.npz.keep'])
+
+    Notebook: 04_lstm_melody_model.ipynb
+    """
+    import re
+    import time
+
+    path = Path(path)
+    pattern = re.compile(re.escape(f".{path.name}.") + r"(?:(\d+)\.)?[A-Za-z0-9_]+\.tmp")
+    removed = []
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if not match or entry.is_symlink() or not entry.is_file():
+            continue
+        pid = int(match.group(1)) if match.group(1) else None
+        alive = None if pid is None else (False if pid == os.getpid() else _writer_alive(pid))
+        if alive is None:
+            try:
+                alive = time.time() - entry.stat().st_mtime < STALE_TEMPORARY_SECONDS
+            except OSError:
+                continue
+        if not alive:
+            try:
+                entry.unlink()
+            except OSError:
+                continue
+            removed.append(entry)
+    return removed
+
+
+def read_npz(path: str | os.PathLike) -> dict:
+    """Every array of an ``.npz`` file (as ``np.savez`` writes them), read without unpickling anything.
+
+    Each member's ``.npy`` header is read and checked before its data: an array of Python
+    objects is refused (never unpickled), and so is a header that promises more bytes than the
+    member holds (a truncated or crafted file costs no more memory than its size). Raises
+    ``ValueError`` with a one-line problem (callers add the file's name and what it should be).
+
+    >>> import tempfile, pathlib, numpy as np
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.npz"
+    >>> np.savez(p, w=np.arange(3.0), s=np.array(["x"], dtype=object).astype(str))
+    >>> {k: v.tolist() for k, v in read_npz(p).items()}
+    {'w': [0.0, 1.0, 2.0], 's': ['x']}
+    >>> np.savez(p, o=np.array([{}], dtype=object), allow_pickle=True)
+    >>> read_npz(p)
+    Traceback (most recent call last):
+    ...
+    ValueError: array 'o' holds Python objects, which labkit never loads: not a file labkit wrote
+    """
+    import math
+    import struct
+    import zipfile
+    import zlib
+
+    import numpy as np
+
+    fmt = np.lib.format
+    arrays = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if not info.filename.endswith(".npy"):
+                    raise ValueError(f"it holds {info.filename[:60]!r}, which is no array: not a file labkit wrote")
+                name = info.filename[:-4]
+                with archive.open(info) as member:
+                    try:
+                        version = fmt.read_magic(member)
+                        if version not in ((1, 0), (2, 0)):
+                            raise ValueError(f".npy version {version} is not one numpy's savez writes")
+                        read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+                        shape, fortran, dtype = read_header(member)
+                    except ValueError as error:
+                        raise ValueError(f"array {name!r} has a corrupt header ({error})") from None
+                    if dtype.hasobject:
+                        raise ValueError(f"array {name!r} holds Python objects, which labkit never loads: "
+                                         "not a file labkit wrote")
+                    if any(d < 0 for d in shape) or dtype.itemsize == 0:
+                        raise ValueError(f"array {name!r} has a corrupt header")
+                    size = math.prod(shape) * dtype.itemsize
+                    if size > info.file_size:
+                        raise ValueError(f"array {name!r} is truncated (its header promises {size} bytes, "
+                                         f"the file holds {info.file_size})")
+                    data = member.read(size)
+                    if len(data) != size:
+                        raise ValueError(f"array {name!r} is truncated ({len(data)} of {size} bytes)")
+                array = np.frombuffer(bytearray(data), dtype=dtype)
+                arrays[name] = array.reshape(shape, order="F" if fortran else "C")
+    except ValueError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, struct.error) as error:
+        raise ValueError(f"not a complete .npz archive ({error})") from None
+    except (OSError, NotImplementedError, RuntimeError) as error:
+        raise ValueError(f"cannot be read ({error})") from None
+    return arrays

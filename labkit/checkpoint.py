@@ -8,12 +8,15 @@ the position in the data, the history so far):
   or ``opt_state/1/0/mu/embed/embedding``, where ``<path>`` spells the pytree path of the leaf;
 * the metadata is stored as UTF-8 JSON bytes under ``__meta__``.
 
-Nothing in the file is code: :func:`load_checkpoint` reads it with
-``np.load(..., allow_pickle=False)`` and fills in a *template* pytree of the right structure
-(built from the config), checking every name, shape and dtype, so a checkpoint written
-for another model raises :class:`~labkit.errors.CheckpointError` naming the first mismatch.
+Nothing in the file is code: :func:`load_checkpoint` reads it with :func:`labkit._common.read_npz`
+(no unpickling; an array of Python objects is refused) and fills in a *template* pytree of the
+right structure (built from the config), checking every name, shape and dtype, and that every
+float is finite, so a checkpoint written for another model, or a broken one, raises
+:class:`~labkit.errors.CheckpointError` naming the file and the first problem.
 Files are written with :func:`labkit._common.atomic_write` (a hidden temporary file in the same
-folder, moved into place), so an interrupted write never leaves a half-written checkpoint.
+folder, moved into place), so an interrupted write never leaves a half-written checkpoint; the
+temporary files of a writer that was killed are removed by the next save of that checkpoint
+(:func:`labkit._common.remove_stale_temporaries`).
 
 The melody model that ships with labkit (``labkit/assets/melody_lstm.npz``, trained by
 ``python -m labkit.train_shipped``) is found by :func:`shipped_melody_model_path` and loaded by
@@ -25,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from labkit._common import atomic_write
+from labkit._common import atomic_write, read_npz, remove_stale_temporaries
 from labkit.errors import CheckpointError, ConfigError
 from labkit.models import ModelConfig, make_model
 
@@ -86,7 +88,8 @@ def flatten_tree(tree: Any) -> dict[str, np.ndarray]:
 def save_checkpoint(path: str | os.PathLike, trees: dict[str, Any], meta: dict | None = None) -> Path:
     """Write the pytrees ``trees`` (name -> pytree of arrays) and JSON-able ``meta`` to ``path`` atomically.
 
-    Returns the path written. The folder is created if needed.
+    Returns the path written. The folder is created if needed. Temporary files that a killed
+    earlier save of ``path`` left beside it are removed first.
 
     Notebook: 04_lstm_melody_model.ipynb
 
@@ -109,25 +112,35 @@ def save_checkpoint(path: str | os.PathLike, trees: dict[str, Any], meta: dict |
     except TypeError as error:
         raise ConfigError(f"checkpoint metadata is not JSON-serialisable: {error}", path) from None
     arrays[_META_KEY] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    remove_stale_temporaries(path)
     return atomic_write(path, lambda handle: np.savez(handle, **arrays))
 
 
-def _open(path: Path):
+def _open(path: Path) -> dict[str, np.ndarray]:
+    """Every array of the checkpoint file (:func:`labkit._common.read_npz`), or :class:`CheckpointError`."""
+    if path.is_dir():
+        raise CheckpointError("is a folder, not a checkpoint file", path)
     if not path.is_file():
         raise CheckpointError("no checkpoint file here", path)
     try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
-        raise CheckpointError(f"not a readable checkpoint ({error})", path) from None
+        return read_npz(path)
+    except ValueError as error:
+        raise CheckpointError(f"not a readable labkit checkpoint: {error}", path) from None
 
 
-def _meta_of(data, path: Path) -> dict:
-    if _META_KEY not in data.files:
+def _meta_of(data: dict, path: Path) -> dict:
+    if _META_KEY not in data:
         raise CheckpointError("not a labkit checkpoint (no metadata)", path)
+    raw = data[_META_KEY]
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise CheckpointError("checkpoint metadata is corrupt (not UTF-8 bytes)", path)
     try:
-        meta = json.loads(bytes(data[_META_KEY]).decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as error:
+        meta = json.loads(raw.tobytes().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise CheckpointError(f"checkpoint metadata is corrupt ({error})", path) from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint metadata is a JSON {type(meta).__name__}, not an object: "
+                              "not a labkit checkpoint", path)
     version = meta.get("format_version")
     if version != CHECKPOINT_FORMAT_VERSION:
         raise CheckpointError(f"checkpoint format version {version} is not {CHECKPOINT_FORMAT_VERSION}, "
@@ -141,8 +154,7 @@ def read_meta(path: str | os.PathLike) -> dict:
     Notebook: 04_lstm_melody_model.ipynb
     """
     path = Path(path)
-    with _open(path) as data:
-        return _meta_of(data, path)
+    return _meta_of(_open(path), path)
 
 
 def load_checkpoint(path: str | os.PathLike, templates: dict[str, Any]) -> tuple[dict[str, Any], dict]:
@@ -150,37 +162,37 @@ def load_checkpoint(path: str | os.PathLike, templates: dict[str, Any]) -> tuple
 
     ``templates`` maps tree names to pytrees of the expected structure (arrays or
     ``jax.ShapeDtypeStruct``; e.g. ``nnx.state(model, nnx.Param)``). Every leaf must be in
-    the file with the template's shape and dtype; otherwise :class:`CheckpointError` names
-    the leaf. Arrays in the file that no template asks for are ignored.
+    the file with the template's shape and dtype, and hold no NaN or infinity; otherwise
+    :class:`CheckpointError` names the file and the leaf. Arrays in the file that no template
+    asks for are ignored.
 
     Notebook: 04_lstm_melody_model.ipynb
     """
     path = Path(path)
-    with _open(path) as data:
-        meta = _meta_of(data, path)
-        files = set(data.files)
-        trees = {}
-        for tree_name, template in templates.items():
-            leaves_with_path, treedef = jax.tree_util.tree_flatten_with_path(template)
-            leaves = []
-            for leaf_path, leaf in leaves_with_path:
-                name = f"{tree_name}/{_path_str(leaf_path)}"
-                if name not in files:
-                    raise CheckpointError(f"array {name!r} is missing (was the checkpoint written for "
-                                          "another model or optimizer?)", path)
-                try:
-                    array = data[name]
-                except (OSError, ValueError, zipfile.BadZipFile) as error:
-                    raise CheckpointError(f"array {name!r} cannot be read ({error})", path) from None
-                shape, dtype = tuple(np.shape(leaf)), np.dtype(leaf.dtype)
-                if array.shape != shape:
-                    raise CheckpointError(f"array {name!r} has shape {array.shape} in the file but the "
-                                          f"model expects {shape} (another ModelConfig?)", path)
-                if array.dtype != dtype:
-                    raise CheckpointError(f"array {name!r} has dtype {array.dtype} in the file but the "
-                                          f"model expects {dtype}", path)
-                leaves.append(jax.numpy.asarray(array))
-            trees[tree_name] = jax.tree_util.tree_unflatten(treedef, leaves)
+    data = _open(path)
+    meta = _meta_of(data, path)
+    trees = {}
+    for tree_name, template in templates.items():
+        leaves_with_path, treedef = jax.tree_util.tree_flatten_with_path(template)
+        leaves = []
+        for leaf_path, leaf in leaves_with_path:
+            name = f"{tree_name}/{_path_str(leaf_path)}"
+            if name not in data:
+                raise CheckpointError(f"array {name!r} is missing (was the checkpoint written for "
+                                      "another model or optimizer?)", path)
+            array = data[name]
+            shape, dtype = tuple(np.shape(leaf)), np.dtype(leaf.dtype)
+            if array.shape != shape:
+                raise CheckpointError(f"array {name!r} has shape {array.shape} in the file but the "
+                                      f"model expects {shape} (another ModelConfig?)", path)
+            if array.dtype != dtype:
+                raise CheckpointError(f"array {name!r} has dtype {array.dtype} in the file but the "
+                                      f"model expects {dtype}", path)
+            if np.issubdtype(dtype, np.inexact) and not np.isfinite(array).all():
+                raise CheckpointError(f"array {name!r} holds NaN or infinite values (did the training "
+                                      "diverge?)", path)
+            leaves.append(jax.numpy.asarray(array))
+        trees[tree_name] = jax.tree_util.tree_unflatten(treedef, leaves)
     return trees, meta
 
 
@@ -214,8 +226,12 @@ def load_model(path: str | os.PathLike) -> tuple[nnx.Module, ModelConfig]:
         raise CheckpointError("checkpoint has no model_config; it was not written by save_model or fit", path)
     try:
         config = ModelConfig.from_dict(meta["model_config"])
-    except (ConfigError, TypeError) as error:
+    except (ConfigError, TypeError, ValueError, AttributeError, KeyError) as error:
         raise CheckpointError(f"checkpoint's model_config is invalid: {error}", path) from None
+    # a crafted model_config must not make us build a model far larger than the file (float32 parameters)
+    if config.num_params() * 4 > path.stat().st_size:
+        raise CheckpointError(f"checkpoint's model_config describes {config.num_params()} parameters, more than "
+                              f"the file's {path.stat().st_size} bytes hold", path)
     model = make_model(config, 0)
     trees, _ = load_checkpoint(path, {"params": nnx.state(model, nnx.Param)})
     nnx.update(model, trees["params"])
@@ -257,10 +273,13 @@ def shipped_melody_model_info() -> dict:
         raise CheckpointError(f"cannot read the shipped model's metadata ({exc})", path) from None
 
 
-def load_melody_model(checkpoint: str | os.PathLike | None = None) -> tuple[nnx.Module, ModelConfig]:
+def load_melody_model(checkpoint: str | os.PathLike | None = None, *,
+                      encoding=None) -> tuple[nnx.Module, ModelConfig]:
     """``(model, config)`` from ``checkpoint`` (written by :func:`save_model` or ``fit``), or the shipped model.
 
-    Raises :class:`CheckpointError` naming the file when it is missing or does not hold a model.
+    Raises :class:`CheckpointError` naming the file when it is missing or does not hold a model,
+    and, when an ``encoding`` (:class:`~labkit.encoding.MelodyEncoding`) is given, when the
+    model's vocabulary is not that encoding's (a model trained on other tokens).
 
     Notebook: 05_sampling_studio.ipynb
 
@@ -278,4 +297,9 @@ def load_melody_model(checkpoint: str | os.PathLike | None = None) -> tuple[nnx.
         path = Path(checkpoint)
         if path.is_dir():
             raise CheckpointError("is a folder; give the checkpoint file (e.g. best.npz)", path)
-    return load_model(path)
+    model, config = load_model(path)
+    if encoding is not None and config.vocab_size != encoding.vocab_size:
+        raise CheckpointError(f"the model has a vocabulary of {config.vocab_size} tokens but the melody encoding "
+                              f"(pitches {encoding.min_pitch}..{encoding.max_pitch}) has {encoding.vocab_size}: "
+                              "a model trained on other tokens", path)
+    return model, config

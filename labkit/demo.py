@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from labkit._common import atomic_write, check_output_folder
+
 
 @dataclass
 class Report:
@@ -48,9 +50,8 @@ class Report:
             self.lines.append("| " + " | ".join(str(c) for c in row) + " |")
 
     def write(self) -> Path:
-        path = self.out / "report.md"
-        path.write_text("\n".join(["# labkit demo report", *self.lines]) + "\n", encoding="utf-8")
-        return path
+        text = "\n".join(["# labkit demo report", *self.lines]) + "\n"
+        return atomic_write(self.out / "report.md", text.encode("utf-8"))
 
 
 def corpus_stage(report: Report, *, seed: int = 0) -> None:
@@ -341,7 +342,7 @@ def run(out: str | Path = "out", *, seed: int = 0, train: bool = False, style: s
         quick: tiny settings (default: ``LABKIT_FAST``).
         overrides: fields of :class:`DemoSettings` (``steps``, ``num``, ``temperature``, ...).
     """
-    out = Path(out)
+    out = check_output_folder(out, ["report.md"], what="demo folder")  # before any work: one line if unusable
     out.mkdir(parents=True, exist_ok=True)
     report = Report(out)
     settings = demo_settings(train=train, quick=quick, **overrides)

@@ -49,7 +49,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from labkit._common import find_midi_files
+from labkit._common import display_name, find_midi_files
 from labkit.encoding import MelodyEncoding
 from labkit.errors import ConfigError, CorpusError, LabkitError
 from labkit.melody import Melody
@@ -820,8 +820,9 @@ def load_midi_dir(midi_dir: str | os.PathLike, steps_per_quarter: int = 4
     """Melodies of every MIDI file under a folder (recursively, sorted by path).
 
     Returns ``(melodies, skipped)``: one :class:`Melody` per readable file (its
-    ``source`` is the path), and ``(path, problem)`` for each file that could not be
-    read or holds no notes; the good files are all kept.
+    ``source`` is the path), and ``(path, problem)`` for each entry that could not be
+    read or holds no notes (see :func:`labkit._common.find_midi_files`); the good files
+    are all kept. Paths are printable text (:func:`labkit._common.display_name`).
 
     Raises :class:`CorpusError` if the folder does not exist.
 
@@ -832,13 +833,13 @@ def load_midi_dir(midi_dir: str | os.PathLike, steps_per_quarter: int = 4
         raise CorpusError("not a folder", root)
     melodies, skipped = [], []
     for path, problem in find_midi_files(root):
-        if problem:                   # a folder with no MIDI file
-            skipped.append((path, problem))
+        if problem:                   # no MIDI file in the folder, a broken or looping link, a folder x.mid
+            skipped.append((display_name(path), problem))
             continue
         try:
-            melodies.append(read_melody(path, steps_per_quarter))
+            melodies.append(read_melody(path, steps_per_quarter).replace(source=display_name(path)))
         except LabkitError as exc:
-            skipped.append((str(path), exc.problem))
+            skipped.append((display_name(path), display_name(exc.problem)))
     return melodies, skipped
 
 

@@ -25,11 +25,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 
-from labkit._common import atomic_write
+from labkit._common import atomic_write, check_output_folder
 from labkit.encoding import MelodyEncoding
 from labkit.errors import ConfigError, EncodingError, NoMelodyError
 from labkit.melody import DEFAULT_QPM, Melody
@@ -232,19 +233,31 @@ def write_outputs(melodies: list[Melody], out: str | os.PathLike, *, audio: bool
     written (``None`` for files not asked for). Files are written atomically; the same melodies
     give byte-identical MIDI and WAV files.
 
+    ``out`` is checked first (:func:`check_outputs`). A re-run replaces the whole set: the earlier
+    ``generation.json`` and every file it lists, and every ``melody_NNN.mid/.wav/.png`` in ``out``, are
+    removed before the new files are written, so ``generation.json`` always lists exactly the melody
+    files beside it. Other files in ``out`` are left alone.
+
     Notebook: 05_sampling_studio.ipynb
     """
     from labkit.melody import melody_to_sequence
     from labkit.midi_io import write_midi
 
-    out = Path(out)
+    names = [melody.source or f"melody_{i:03d}" for i, melody in enumerate(melodies, start=1)]
+    suffixes = (".mid",) + ((".wav",) if audio else ()) + ((".png",) if piano_roll else ())
+    out = check_output_folder(out, [SUMMARY_FILE] + [n + s for n in names for s in suffixes])
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create the output folder ({exc.strerror or exc})", out) from None
+    # Replace the whole set: the old summary goes first (no summary ever lists the wrong files), then
+    # every file of the earlier run; a crash in between leaves an incomplete set with no summary.
+    previous = _previous_set(out)
+    (out / SUMMARY_FILE).unlink(missing_ok=True)
+    for old in previous:
+        (out / old).unlink(missing_ok=True)
     records = []
-    for i, melody in enumerate(melodies, start=1):
-        name = melody.source or f"melody_{i:03d}"
+    for name, melody in zip(names, melodies):
         sequence = melody_to_sequence(melody, program=program)
         record = {"name": name, "midi": str(write_midi(sequence, out / f"{name}.mid")), "wav": None, "png": None}
         if audio:
@@ -258,8 +271,52 @@ def write_outputs(melodies: list[Melody], out: str | os.PathLike, *, audio: bool
     summary = {"settings": settings or {},
                "melodies": [{k: (Path(v).name if k in ("midi", "wav", "png") and v else v) for k, v in r.items()}
                             for r in records]}
-    atomic_write(out / "generation.json", (json.dumps(summary, indent=1) + "\n").encode("utf-8"))
+    atomic_write(out / SUMMARY_FILE, (json.dumps(summary, indent=1) + "\n").encode("utf-8"))
     return records
+
+
+#: The file beside the melodies that records the settings and lists the set (see :func:`write_outputs`).
+SUMMARY_FILE = "generation.json"
+_SET_NAME = re.compile(r"melody_(\d+)\.(mid|wav|png)")
+
+
+def check_outputs(out: str | os.PathLike, *, num: int, audio: bool = False, piano_roll: bool = False) -> Path:
+    """Check before any work that :func:`write_outputs` can write ``num`` melodies in ``out``.
+
+    Raises :class:`ConfigError` naming the path when ``out`` is a file or cannot be written, or a
+    folder stands where ``generation.json`` or one of ``melody_001.mid`` .. (and ``.wav``, ``.png``
+    when asked for) must go (see :func:`labkit._common.check_output_folder`).
+
+    Notebook: 05_sampling_studio.ipynb
+    """
+    out = check_output_folder(out, [SUMMARY_FILE])
+    wanted = {".mid"} | ({".wav"} if audio else set()) | ({".png"} if piano_roll else set())
+    in_way = []
+    if out.is_dir():
+        try:
+            entries = sorted(entry.name for entry in os.scandir(out))
+        except OSError as exc:
+            raise ConfigError(f"cannot list the output folder ({exc.strerror or exc})", out) from None
+        for name in entries:
+            match = _SET_NAME.fullmatch(name)
+            if match and "." + match.group(2) in wanted and int(match.group(1)) <= num:
+                in_way.append(name)
+    return check_output_folder(out, in_way)
+
+
+def _previous_set(out: Path) -> list[str]:
+    """Files of an earlier run in ``out``: those its ``generation.json`` lists, and every ``melody_NNN.mid/.wav/.png``.
+
+    Only plain names directly in ``out`` (never a path elsewhere) and only files or links, never folders.
+    """
+    names = {entry.name for entry in os.scandir(out) if _SET_NAME.fullmatch(entry.name)}
+    try:
+        listed = json.loads((out / SUMMARY_FILE).read_text(encoding="utf-8")).get("melodies", [])
+        names |= {r.get(k) for r in listed for k in ("midi", "wav", "png") if isinstance(r, dict)}
+    except (OSError, ValueError, AttributeError, TypeError):  # no summary, or not one this code wrote
+        pass
+    return sorted(n for n in names if isinstance(n, str) and n and n == Path(n).name and n not in (".", "..")
+                  and (os.path.islink(out / n) or os.path.isfile(out / n)))
 
 
 def _write_piano_roll(sequence, path: Path, title: str) -> Path:
@@ -271,5 +328,4 @@ def _write_piano_roll(sequence, path: Path, title: str) -> Path:
     figure = Figure(figsize=(10, 4))
     viz.plot_piano_roll(sequence, ax=figure.add_subplot(), title=title)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    return path
+    return atomic_write(path, lambda handle: figure.savefig(handle, format="png", dpi=100))

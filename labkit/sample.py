@@ -56,6 +56,10 @@ from labkit.models import kernels
 #: The pitch of the default primer: a single middle C.
 DEFAULT_PRIMER_PITCH = 60
 
+#: The largest seed: ``jax.random.key`` keeps a seed's lower 32 bits, so 2**32 would give seed 0's melodies
+#: (and -1 those of 2**32 - 1). Seeds are refused outside ``0..MAX_SEED`` rather than silently aliased.
+MAX_SEED = 2 ** 32 - 1
+
 
 @dataclass(frozen=True)
 class SampleConfig:
@@ -67,7 +71,8 @@ class SampleConfig:
         temperature: > 0.
         top_k: keep the ``k`` most likely tokens; ``0`` = off.
         top_p: nucleus threshold in ``(0, 1]``; ``1`` = off.
-        seed: the key is ``jax.random.key(seed)`` unless one is passed to :func:`sample`.
+        seed: the key is ``jax.random.key(seed)`` unless one is passed to :func:`sample`;
+            an integer in ``0..MAX_SEED`` (each gives its own melodies).
 
     Notebook: 05_sampling_studio.ipynb
 
@@ -100,8 +105,9 @@ class SampleConfig:
         top_p = self.top_p
         if not isinstance(top_p, (int, float, np.floating)) or not (0.0 < top_p <= 1.0):
             raise ConfigError(f"SampleConfig.top_p must lie in (0, 1] (1 = off), got {top_p!r}")
-        if not isinstance(self.seed, (int, np.integer)):
-            raise ConfigError(f"SampleConfig.seed must be an integer, got {self.seed!r}")
+        if not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool) \
+                or not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"SampleConfig.seed must be an integer in 0..{MAX_SEED} (2**32 - 1), got {self.seed!r}")
         return self
 
 

@@ -64,6 +64,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
+from labkit._common import remove_stale_temporaries
 from labkit.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from labkit.data import MelodySet, batches
 from labkit.encoding import MelodyEncoding
@@ -466,6 +467,8 @@ def fit(model_config: ModelConfig, train_config: TrainConfig, train_batches,
             and when the run is interrupted with Ctrl-C) and ``best.npz`` (the best validation
             parameters); ``None`` to write nothing.
         resume: continue from ``workdir/checkpoint.npz`` when it exists (the model config must match).
+            Temporary files that a killed save left in ``workdir`` are removed first (see
+            :func:`labkit._common.remove_stale_temporaries`).
         initial_model: start from this model's parameters (e.g. a shipped, pre-trained model; it
             must have ``model_config``'s shapes) instead of fresh ones drawn from the seed; fine-tuning.
             It is not modified. A checkpoint being resumed takes precedence.
@@ -505,6 +508,9 @@ def fit(model_config: ModelConfig, train_config: TrainConfig, train_batches,
     workdir = Path(workdir) if workdir is not None else None
     ckpt_path = workdir / CHECKPOINT_NAME if workdir else None
     best_path = workdir / BEST_NAME if workdir else None
+    if workdir is not None:
+        for path in (ckpt_path, best_path):
+            remove_stale_temporaries(path)
     if ckpt_path is not None and resume and ckpt_path.exists():
         meta = read_meta(ckpt_path)
         if meta.get("model_config") != model_config.to_dict():
@@ -512,7 +518,7 @@ def fit(model_config: ModelConfig, train_config: TrainConfig, train_batches,
                                   f"not {model_config.to_dict()}; use another workdir or resume=False",
                                   ckpt_path)
         trees, meta = load_checkpoint(ckpt_path, {"params": params, "opt_state": opt_state})
-        params, opt_state, progress = trees["params"], trees["opt_state"], meta["progress"]
+        params, opt_state, progress = trees["params"], trees["opt_state"], _checked_progress(meta, ckpt_path)
         if progress["best_step"] is not None and best_path.exists():
             best_params = load_checkpoint(best_path, {"params": params})[0]["params"]
 
@@ -612,6 +618,20 @@ def fit(model_config: ModelConfig, train_config: TrainConfig, train_batches,
     final = best_params if best_params is not None else params
     nnx.update(model, jax.device_get(final))
     return model, progress["history"]
+
+
+def _checked_progress(meta: dict, path: Path) -> dict:
+    """The ``progress`` record of a checkpoint's metadata, checked enough to resume from (else CheckpointError)."""
+    progress = meta.get("progress")
+    fresh = _fresh_progress()
+    if not isinstance(progress, dict) or not set(fresh) <= set(progress):
+        raise CheckpointError("checkpoint has no usable training progress record; it was not written by fit "
+                              "(use another workdir or resume=False)", path)
+    counters = ("step", "epoch", "batch_in_epoch", "bad_evals")
+    if (any(not isinstance(progress[k], int) or isinstance(progress[k], bool) or progress[k] < 0 for k in counters)
+            or not isinstance(progress["history"], list) or not isinstance(progress["acc"], dict)):
+        raise CheckpointError("checkpoint's training progress record is corrupt", path)
+    return progress
 
 
 def _matching_params(initial_model, params):

@@ -114,16 +114,35 @@ def train_shipped_model(out: str | Path | None = None, *, model_config: ModelCon
     return document
 
 
+#: Most optimizer steps ``--steps`` accepts (the shipped model stops near a thousand).
+MAX_STEPS = 10_000_000
+
+
+def _steps(text: str) -> int:
+    """``--steps``: an integer in 1..:data:`MAX_STEPS` (argparse reports anything else as one usage error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer in 1..{MAX_STEPS}, got {text!r}") from None
+    if not 1 <= value <= MAX_STEPS:
+        raise argparse.ArgumentTypeError(f"must be an integer in 1..{MAX_STEPS}, got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m labkit.train_shipped [--out PATH] [--steps N] [--workdir DIR]``."""
+    """Command line: ``python -m labkit.train_shipped [--out PATH] [--steps N] [--workdir DIR]``.
+
+    Exit status 0 when trained, 2 with one line on stderr for a bad input (``labkit: <file>: <problem>``),
+    130 on Ctrl-C (the ``--workdir`` checkpoint is left whole, so the same command resumes).
+    """
     import dataclasses
 
     parser = argparse.ArgumentParser(prog="python -m labkit.train_shipped",
                                      description="Train the melody LSTM that ships with labkit.")
     parser.add_argument("--out", default=None,
                         help="path without suffix for the .npz and .json (default: labkit/assets/melody_lstm)")
-    parser.add_argument("--steps", type=int, default=None, help="optimizer steps (default: %d)"
-                        % SHIPPED_TRAIN.num_steps)
+    parser.add_argument("--steps", type=_steps, default=None, metavar="N",
+                        help=f"optimizer steps, 1..{MAX_STEPS} (default: {SHIPPED_TRAIN.num_steps})")
     parser.add_argument("--workdir", default=None, help="keep checkpoints here so an interrupted run resumes")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -139,6 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     except LabkitError as exc:
         print(f"labkit: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:   # fit has written its checkpoint (with --workdir); atomic writes left no half file
+        where = (f"; run the same command to resume from {args.workdir}" if args.workdir
+                 else "; nothing was saved (use --workdir DIR to be able to resume)")
+        print(f"labkit: interrupted{where}", file=sys.stderr)
+        return 130
     test = doc["scores"]["test"]
     print(f"trained {doc['steps_run']} steps in {doc['train_seconds']:.0f} s; test: "
           f"{test['bits_per_event']:.3f} bits/event, {test['bits_per_note']:.3f} bits/note")

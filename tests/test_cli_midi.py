@@ -18,6 +18,17 @@ EMPTY = FIXTURES / "symusic_empty.mid"              # no notes at all
 CORRUPT = FIXTURES / "bad" / "symusic_control_value_168.mid"
 
 
+def corrupt_problem() -> str:
+    """The reader's one-line problem for CORRUPT (its wording belongs to labkit.midi_io)."""
+    from labkit.errors import MidiReadError
+    from labkit.midi_io import read_midi
+
+    with pytest.raises(MidiReadError) as info:
+        read_midi(CORRUPT)
+    assert info.value.problem.startswith("corrupt MIDI data (")
+    return info.value.problem
+
+
 def drum_loop(path: Path) -> Path:
     track = mido.MidiTrack()
     for i in range(16):
@@ -75,7 +86,7 @@ def test_no_notes_is_readable_but_has_no_melody(capsys):
 def test_an_unreadable_file_gives_one_line_and_status_2(capsys):
     status, out, err = inspect(capsys, CORRUPT)
     assert status == 2 and out == ""
-    assert err == f"labkit: {CORRUPT}: corrupt MIDI data (Get control_value=168)\n"
+    assert err == f"labkit: {CORRUPT}: {corrupt_problem()}\n"
 
 
 def test_every_file_is_reported_and_one_bad_file_fails_the_run(capsys, tmp_path):
@@ -83,8 +94,8 @@ def test_every_file_is_reported_and_one_bad_file_fails_the_run(capsys, tmp_path)
     status, out, err = inspect(capsys, SONG, missing, CORRUPT, EMPTY)
     assert status == 2
     assert out.count("MIDI format") == 2 and str(SONG) in out and str(EMPTY) in out
-    assert err.splitlines() == [f"labkit: {missing}: no such file",
-                                f"labkit: {CORRUPT}: corrupt MIDI data (Get control_value=168)"]
+    assert err.splitlines() == [f"labkit: {missing}: no such file or folder",
+                                f"labkit: {CORRUPT}: {corrupt_problem()}"]
 
 
 def test_json_gives_one_object_per_file(capsys, tmp_path):
@@ -96,7 +107,7 @@ def test_json_gives_one_object_per_file(capsys, tmp_path):
     assert len(song["tempos"]) == 9 and song["melody_problem"] is None
     assert all(m["notes"] > 0 and m["steps"] >= m["notes"] for m in song["melodies"])
     assert loop["melodies"] == [] and loop["melody_problem"] == "no melody: holds only drums (16 drum notes)"
-    assert bad == {"file": str(CORRUPT), "error": "corrupt MIDI data (Get control_value=168)"}
+    assert bad == {"file": str(CORRUPT), "error": corrupt_problem()}
 
 
 def test_without_melody_extraction_the_command_still_works(capsys, monkeypatch):
@@ -129,5 +140,28 @@ def test_python_dash_m_labkit(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "no melody: holds no notes" in result.stdout
-    assert f"labkit: {tmp_path}: is a directory, not a MIDI file" in result.stderr
+    assert f"labkit: {tmp_path}: folder holds no .mid/.midi/.kar files" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_folder_is_searched_and_every_entry_gets_one_line(capsys, tmp_path):
+    """Issue 16: a folder named x.mid, dangling and looping links and an undecodable name each get one line."""
+    import os
+
+    folder = tmp_path / "songs"
+    (folder / "x.mid").mkdir(parents=True)
+    (folder / "good.mid").write_bytes(SONG.read_bytes())
+    (folder / os.fsdecode(b"bad\xff.mid")).write_bytes(EMPTY.read_bytes())
+    (folder / "dangling.mid").symlink_to(folder / "gone.mid")
+    (folder / "loop.mid").symlink_to(folder / "loop.mid")
+    (folder / "up").symlink_to(folder)
+    status, out, err = inspect(capsys, "--json", folder)
+    assert status == 2
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [os.path.basename(r["file"]) for r in lines] == ["bad\ufffd.mid", "dangling.mid", "good.mid", "loop.mid",
+                                                            "up", "x.mid"]
+    bad, dangling, good, loop, up, x_mid = lines
+    assert bad["num_notes"] == 0 and good["num_notes"] == 2746
+    assert "broken symbolic link" in dangling["error"] and "loops" in loop["error"]
+    assert "searched already" in up["error"] and "folder named like a MIDI file" in x_mid["error"]
+    assert len(err.splitlines()) == 4 and all(line.startswith("labkit: ") for line in err.splitlines())

@@ -63,3 +63,13 @@ def test_quick_demo_model_is_a_loadable_checkpoint(quick_demo):
     logits = model(np.zeros((1, 5), np.int32))
     assert logits.shape == (1, 5, config.vocab_size)
     assert np.isfinite(np.asarray(logits)).all()
+
+
+def test_demo_refuses_an_unusable_out_before_any_work(tmp_path, capsys):
+    a_file = tmp_path / "taken"
+    a_file.write_text("not a folder")
+    for out in (a_file, a_file / "below", "/proc/labkit-demo"):
+        assert cli.main(["demo", "--out", str(out), "--quick"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("labkit: ") and "Traceback" not in err[0]
+    assert a_file.read_text() == "not a folder"

@@ -344,6 +344,22 @@ def test_cli_reports_bad_requests(tmp_path, capsys):
         load_midi_dir(tmp_path / "nowhere")
 
 
+@pytest.mark.parametrize("flag, value", [("--bias", "nan"), ("--bias", "inf"), ("--bias", "-1"), ("--folds", "1"),
+                                         ("--folds", "99999999999999999999"), ("--seed", "4294967296"),
+                                         ("--steps-per-quarter", "0"), ("--members", "0"), ("--hidden-size", "0"),
+                                         ("--order", "-1"), ("--transpose", "nan")])
+def test_cli_flags_out_of_range_blame_the_flag_before_reading_a_tune(tmp_path, capsys, flag, value):
+    """``--bias nan`` used to surface as a problem of some tune, minutes into the run."""
+    write_folder(tmp_path / "midi", make_tunes(4, seed=11))
+    with pytest.raises(SystemExit) as info:
+        main(["evaluate", "cv", "--midi-dir", str(tmp_path / "midi"), "--model", "ngram", flag, value])
+    assert info.value.code == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert captured.out == "" and len(lines) == 1
+    assert lines[0].startswith("labkit: evaluate cv: argument ") and flag in lines[0] and ".mid" not in lines[0]
+
+
 def test_cli_model_options_change_the_result(tmp_path, capsys):
     tunes = make_tunes(12, seed=11)
     write_folder(tmp_path / "midi", tunes)

@@ -149,7 +149,10 @@ def test_write_outputs_files_and_summary(tmp_path, model):
 
 
 def run_cli(*args):
-    return cli.main(["generate", *map(str, args)])
+    try:
+        return cli.main(["generate", *map(str, args)])
+    except SystemExit as exc:   # a flag out of its range is a usage error (one line, exit status 2)
+        return exc.code
 
 
 def test_cli_same_seed_writes_byte_identical_files(tmp_path, checkpoint, capsys):

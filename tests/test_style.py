@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from labkit.style import features as F
 from labkit.style import logreg, plots, selection
@@ -412,3 +413,177 @@ def test_dimensionality_cost_and_learning_curve():
     curve = selection.learning_curve(X, y, [0.05, 0.5], steps=200)
     assert curve[0]["train_size"] < curve[1]["train_size"]
     assert curve[1]["balanced_accuracy"] > 0.6
+
+
+# --- broken model files: one CheckpointError naming the file, never a traceback or a NaN index -------
+
+@pytest.fixture
+def shipped_copy(tmp_path):
+    """A copy of the shipped style model, to break."""
+    import shutil
+
+    return shutil.copytree(style_model.shipped_style_model_dir(), tmp_path / "model")
+
+
+def shipped_arrays(where):
+    from labkit._common import read_npz
+
+    return read_npz(where / "arrays.npz")
+
+
+def save_arrays(where, arrays, **options):
+    with open(where / "arrays.npz", "wb") as handle:
+        np.savez(handle, **arrays, **options)
+
+
+def score_cli(capsys, where, midi):
+    """``python -m labkit style score --json --model DIR FILE``: (exit status, stdout, stderr lines)."""
+    from labkit import cli
+
+    try:
+        status = cli.main(["style", "score", "--json", "--model", str(where), str(midi)])
+    except SystemExit as exc:
+        status = exc.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err.strip().splitlines()
+
+
+@pytest.fixture(scope="module")
+def a_tune():
+    from labkit.examples import example_midi
+
+    return example_midi()
+
+
+def break_arrays_file(where, how):
+    raw = (where / "arrays.npz").read_bytes()
+    data = {"empty": b"", "truncated": raw[: len(raw) // 2], "random": bytes(range(256)) * 4,
+            "pickle": b"\x80\x04\x95\x05\x00\x00\x00\x00\x00\x00\x00]\x94."}[how]
+    (where / "arrays.npz").write_bytes(data)
+
+
+@pytest.mark.parametrize("how", ["empty", "truncated", "random", "pickle"])
+def test_a_broken_arrays_file_names_it(shipped_copy, capsys, a_tune, how):
+    break_arrays_file(shipped_copy, how)
+    with pytest.raises(CheckpointError, match="not a readable style model's arrays") as info:
+        style_model.load_style_model(shipped_copy)
+    assert info.value.path == str(shipped_copy / "arrays.npz")
+    assert "allow_pickle" not in str(info.value) and "unsafe" not in str(info.value)
+    status, out, err = score_cli(capsys, shipped_copy, a_tune)
+    assert status == 2 and out == "" and len(err) == 1 and "arrays.npz" in err[0] and "allow_pickle" not in err[0]
+
+
+def test_an_object_array_is_not_a_labkit_model(shipped_copy, capsys, a_tune):
+    save_arrays(shipped_copy, {**shipped_arrays(shipped_copy), "w": np.array([None, {}], dtype=object)},
+                allow_pickle=True)
+    with pytest.raises(CheckpointError, match="Python objects, which labkit never loads: not a file labkit wrote"):
+        style_model.load_style_model(shipped_copy)
+    status, _, err = score_cli(capsys, shipped_copy, a_tune)
+    assert status == 2 and len(err) == 1 and "allow_pickle" not in err[0]
+
+
+@pytest.mark.parametrize("name, change", [
+    ("w", lambda a: a.ravel()),                       # 1-D: used to be a ValueError from unpacking its shape
+    ("w", lambda a: a[:-1]),
+    ("w", lambda a: a[:, :-1]),
+    ("b", lambda a: np.append(a, 0)),
+    ("mean", lambda a: a[:-2]),
+    ("scale", lambda a: a.reshape(1, -1)),
+    ("typical_mean", lambda a: a[:, :-1]),
+    ("typical_reference", lambda a: a[:0]),
+    ("scale", lambda a: np.zeros_like(a)),
+    ("w", lambda a: a.astype("U3")),
+])
+def test_a_resized_or_retyped_array_is_refused(shipped_copy, name, change):
+    arrays = shipped_arrays(shipped_copy)
+    save_arrays(shipped_copy, {**arrays, name: change(arrays[name])})
+    with pytest.raises(CheckpointError) as info:
+        style_model.load_style_model(shipped_copy)
+    assert str(shipped_copy) in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["w", "b", "mean", "scale", "typical_var", "typical_reference"])
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_nan_and_infinity_in_a_style_model_are_refused(shipped_copy, capsys, a_tune, name, value):
+    arrays = shipped_arrays(shipped_copy)
+    broken = arrays[name].astype(np.float32)
+    broken.flat[0] = value
+    save_arrays(shipped_copy, {**arrays, name: broken})
+    with pytest.raises(CheckpointError, match=f"{name!r} holds NaN or infinite values"):
+        style_model.load_style_model(shipped_copy)
+    if name == "w" and np.isnan(value):     # before: {"index": NaN}, which is not JSON, and exit status 0
+        status, out, err = score_cli(capsys, shipped_copy, a_tune)
+        assert status == 2 and out == "" and len(err) == 1 and "arrays.npz" in err[0]
+
+
+@pytest.mark.parametrize("key, value", [("temperature", float("nan")), ("temperature", 0), ("l2", float("inf")),
+                                        ("temperature", "hot"), ("styles", 5), ("styles", ["a"]), ("styles", [1, 2]),
+                                        ("groups", 5), ("groups", ["nope"]), ("paragraph", "x"), ("variant", 3),
+                                        ("names", 5), ("ngram_dims", -1), ("ngram_dims", "a"),
+                                        ("ngram_dims", 10 ** 7)])      # used to build 10 million names (35 s)
+def test_bad_settings_in_model_json_are_refused_at_once(shipped_copy, key, value):
+    import time
+
+    config = json.loads((shipped_copy / "model.json").read_text())
+    (shipped_copy / "model.json").write_text(json.dumps({**config, key: value}))
+    started = time.perf_counter()
+    with pytest.raises(CheckpointError) as info:
+        style_model.load_style_model(shipped_copy)
+    assert str(shipped_copy) in str(info.value) and time.perf_counter() - started < 2
+
+
+@pytest.mark.parametrize("change", [{"member_temperatures": [1]}, {"member_groups": [1]}, {"member_groups": {}},
+                                    {"member_temperatures": {"pitch": 0}}, {"combine": "vote"}])
+def test_bad_ensemble_settings_are_refused(shipped_copy, change):
+    config = json.loads((shipped_copy / "model.json").read_text())
+    ensemble = {**config, "kind": "GroupEnsemble", "member_groups": {"pitch": ["pitch_class"]},
+                "member_temperatures": {"pitch": 1.0}, "combine": "mean"}
+    (shipped_copy / "model.json").write_text(json.dumps({**ensemble, **change}))
+    with pytest.raises(CheckpointError) as info:
+        style_model.load_style_model(shipped_copy)
+    assert str(shipped_copy) in str(info.value)
+
+
+def test_model_json_that_is_a_list(shipped_copy):
+    (shipped_copy / "model.json").write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match="model.json"):
+        style_model.load_style_model(shipped_copy)
+    with pytest.raises(CheckpointError, match="JSON list"):
+        style_model.StyleModel.load(shipped_copy)
+
+
+def test_an_ensemble_with_a_resized_or_nan_combiner_is_refused(two_styles, tmp_path):
+    melodies, labels = two_styles
+    ens = style_model.GroupEnsemble.fit(melodies, labels, ngram_dims=NGRAM, combine="stack", val_fraction=0.25,
+                                        seed=0, steps=30)
+    for change, words in [(lambda a: a[:-1], "combiner's array shapes"), (lambda a: a * np.nan, "NaN")]:
+        where = ens.save(tmp_path / "ens")
+        arrays = shipped_arrays(where)
+        save_arrays(where, {**arrays, "combiner.w": change(arrays["combiner.w"])})
+        with pytest.raises(CheckpointError, match=words):
+            style_model.load_style_model(where)
+    where = ens.save(tmp_path / "ens")
+    config = json.loads((where / "model.json").read_text())
+    temperatures = {**config["member_temperatures"], "pitch": float("nan")}
+    (where / "model.json").write_text(json.dumps({**config, "member_temperatures": temperatures}))
+    with pytest.raises(CheckpointError, match="pitch"):
+        style_model.load_style_model(where)
+
+
+@settings(max_examples=50, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_mutated_arrays_files_raise_only_checkpoint_errors(shipped_copy, data):
+    raw = bytearray((style_model.shipped_style_model_dir() / "arrays.npz").read_bytes())
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(0, len(raw) - 1))
+        if data.draw(st.booleans()):
+            raw[at] ^= data.draw(st.integers(1, 255))
+        else:
+            del raw[at:at + data.draw(st.integers(1, 64))]
+    (shipped_copy / "arrays.npz").write_bytes(bytes(raw))
+    try:
+        model = style_model.load_style_model(shipped_copy)
+    except CheckpointError as error:
+        assert "allow_pickle" not in str(error) and "\n" not in str(error)
+    else:
+        assert all(np.isfinite(v).all() for v in model.params.values())

@@ -273,6 +273,40 @@ def test_resume_refuses_another_model(tmp_path):
     assert [r["step"] for r in fresh] == [2]
 
 
+def test_resume_removes_the_temporary_files_of_a_killed_save(tmp_path):
+    """A save killed between writing and renaming leaves ``.checkpoint.npz.<pid>.<random>.tmp``; resuming
+    removes it (its writer is dead) and keeps every other file, and the resumed run is the uninterrupted one."""
+    cfg = preset("ci", num_steps=8, eval_every=4)
+    reference, _ = fit(MODEL, cfg, epoch_batches(), VALID)
+    with pytest.raises(KeyboardInterrupt):
+        fit(MODEL, cfg, interrupting(epoch_batches(), 5, KeyboardInterrupt()), VALID, workdir=tmp_path)
+    stale = [tmp_path / ".checkpoint.npz.999999999.k1ll3d.tmp", tmp_path / ".best.npz.999999999.x_y.tmp"]
+    kept = [tmp_path / f".checkpoint.npz.{os.getppid()}.running.tmp", tmp_path / "notes.txt"]
+    for path in stale + kept:
+        path.write_bytes(b"half a checkpoint")
+    resumed, history = fit(MODEL, cfg, epoch_batches(), VALID, workdir=tmp_path)
+    assert not any(path.exists() for path in stale) and all(path.exists() for path in kept)
+    assert_same_params(resumed, reference)
+    assert [r["step"] for r in history] == [4, 8]
+
+
+@pytest.mark.parametrize("progress", [None, [1, 2], {"step": 3}, "bad-counters"])
+def test_resume_refuses_a_checkpoint_without_a_usable_progress_record(tmp_path, progress):
+    fit(MODEL, preset("ci", num_steps=2, eval_every=2), epoch_batches(), None, workdir=tmp_path)
+    path = tmp_path / "checkpoint.npz"
+    meta = read_meta(path)
+    if progress == "bad-counters":
+        progress = {**meta["progress"], "step": -4}
+    model = make_model(MODEL, 0)
+    params = nnx.state(model, nnx.Param)
+    trees, _ = load_checkpoint(path, {"params": params, "opt_state": make_optimizer(preset("ci")).init(params)})
+    save_checkpoint(path, trees, {k: v for k, v in {**meta, "progress": progress}.items()
+                                  if k not in ("format_version", "trees")})
+    with pytest.raises(CheckpointError, match="progress record") as info:
+        fit(MODEL, preset("ci", num_steps=4, eval_every=2), epoch_batches(), None, workdir=tmp_path)
+    assert info.value.path == str(path)
+
+
 def test_fit_rejects_one_shot_iterators_and_empty_data():
     with pytest.raises(ConfigError, match="re-iterable"):
         fit(MODEL, preset("ci", num_steps=1), iter([VALID[0]]), None)
@@ -328,8 +362,9 @@ def test_checkpoint_errors(tmp_path):
     arrays["params/embed/embedding"] = np.array([{"a": 1}], dtype=object)
     np.savez(tmp_path / "pickled.npz", __meta__=np.frombuffer(json.dumps(
         {"format_version": 1, "model_config": MODEL.to_dict()}).encode(), np.uint8), **arrays)
-    with pytest.raises(CheckpointError, match="cannot be read"):
+    with pytest.raises(CheckpointError, match="Python objects, which labkit never loads") as info:
         load_checkpoint(tmp_path / "pickled.npz", template)
+    assert "allow_pickle" not in str(info.value)
     with pytest.raises(CheckpointError, match="no metadata"):
         np.savez(tmp_path / "plain.npz", x=np.zeros(2))
         read_meta(tmp_path / "plain.npz")

@@ -141,7 +141,11 @@ def test_bad_settings_become_messages_not_exceptions(studio, tmp_path):
     studio.button.click()
     assert isinstance(studio.last_error, ConfigError) and "seed" in studio.status.value
 
-    studio.seed.value = -5                                   # fixed: works again, the message is gone
+    studio.seed.value = -5                                   # would alias seed 2**32 - 5: refused
+    studio.button.click()
+    assert isinstance(studio.last_error, ConfigError) and "seed" in studio.status.value
+
+    studio.seed.value = 5                                    # fixed: works again, the message is gone
     studio.button.click()
     assert studio.last_error is None and studio.last_result is not None
     assert "Could not generate" not in html_of(studio)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from labkit.commands._args import integer
+
 
 def register(subparsers) -> None:
     """Add the ``corpus`` command group to ``python -m labkit``."""
@@ -22,7 +24,8 @@ def register(subparsers) -> None:
                                    "manifest.csv, build_report.json (skipped tunes and why) and a cache "
                                    "that makes a re-run with nothing changed take seconds.")
     b.add_argument("--out", metavar="DIR", default=None, help="output folder (default: the repository's data/)")
-    b.add_argument("--jobs", metavar="N", type=int, default=None, help="worker processes (default: all cores)")
+    b.add_argument("--jobs", metavar="N", type=integer(1, 1024), default=None,
+                   help="worker processes, 1..1024 (default: all cores)")
     b.add_argument("--only", metavar="NAME", nargs="+", default=None,
                    help="rebuild only these collections (essen oneills ryans airds bach) or subsets (essen/kinder0)")
     b.add_argument("--quiet", action="store_true", help="no progress bar")

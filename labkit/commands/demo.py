@@ -8,19 +8,7 @@ Examples::
 """
 from __future__ import annotations
 
-import argparse
-
-
-def _positive(kind):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-        return value
-    return parse
+from labkit.commands._args import MAX_GENERATED_STEPS, MAX_MELODIES, MAX_TRAIN_STEPS, integer, seed, temperature
 
 
 def register(subparsers) -> None:
@@ -29,18 +17,20 @@ def register(subparsers) -> None:
                                                "on one style, or --train from scratch) and generated melodies, "
                                                "written to --out with report.md.")
     parser.add_argument("--out", default="out", help="output folder (default: out)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: 0)")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of every random choice, 0..4294967295 (default: 0)")
     parser.add_argument("--train", action="store_true",
                         help="train a small LSTM from scratch (about 400 steps) instead of fine-tuning the "
                              "shipped model (150 steps, the default)")
     parser.add_argument("--style", default=None,
                         help="corpus style the model stage trains on (default: chinese)")
-    parser.add_argument("--steps", type=_positive(int), default=None, help="training steps (overrides the default)")
-    parser.add_argument("--num", type=_positive(int), default=None, help="melodies to generate (default: 4)")
-    parser.add_argument("--length", type=_positive(int), default=None,
-                        help="steps per generated melody after the primer (default: 128)")
-    parser.add_argument("--temperature", type=_positive(float), default=None,
-                        help="sampling temperature (default: 0.8)")
+    parser.add_argument("--steps", type=integer(1, MAX_TRAIN_STEPS), default=None,
+                        help="training steps (overrides the default)")
+    parser.add_argument("--num", type=integer(1, MAX_MELODIES), default=None,
+                        help=f"melodies to generate, 1..{MAX_MELODIES} (default: 4)")
+    parser.add_argument("--length", type=integer(1, MAX_GENERATED_STEPS), default=None,
+                        help=f"steps per generated melody after the primer, 1..{MAX_GENERATED_STEPS} (default: 128)")
+    parser.add_argument("--temperature", type=temperature, default=None,
+                        help="sampling temperature, 0.001..1000 (default: 0.8)")
     parser.add_argument("--quick", action="store_true", help="tiny settings, seconds (as LABKIT_FAST=1)")
     parser.set_defaults(func=_run)
 

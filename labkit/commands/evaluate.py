@@ -16,6 +16,8 @@ import argparse
 import json
 import sys
 
+from labkit.commands._args import MAX_STEPS_PER_QUARTER, MAX_TRAIN_STEPS, integer, number, seed
+
 
 #: Defaults of ``--model lstm+ngram`` and of the LSTMs' augmentation (measured in benchmarks/README.md):
 #: with the pitch view, ensemble members alternate between no transposition and up to 5 semitones
@@ -23,6 +25,8 @@ import sys
 HYBRID_NGRAM = "both+"
 HYBRID_BIAS = 2.0
 PITCH_TRANSPOSES = (0, 5)
+#: Largest order bound of ``--order`` (PPM's contexts never grow past a tune's length; 'star' is unbounded).
+MAX_ORDER = 1000
 
 
 def _order(text: str):
@@ -31,9 +35,10 @@ def _order(text: str):
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"order must be an integer >= 0 or 'star', got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"order must be >= 0, got {value}")
+        raise argparse.ArgumentTypeError(f"order must be an integer in 0..{MAX_ORDER} or 'star', "
+                                         f"got {text[:40]!r}") from None
+    if not 0 <= value <= MAX_ORDER:
+        raise argparse.ArgumentTypeError(f"order must be an integer in 0..{MAX_ORDER} or 'star', got {text[:40]!r}")
     return value
 
 
@@ -51,8 +56,9 @@ def register(subparsers) -> None:
     source.add_argument("--collection", nargs="+", metavar="NAME", help="shipped corpus tunes of these collections")
     source.add_argument("--ids", nargs="+", metavar="ID",
                         help="shipped corpus tunes with these ids or shell-style patterns (e.g. 'bach-bwv3[0-9][0-9]')")
-    cv.add_argument("--folds", type=int, default=10, help="number of folds (default: 10)")
-    cv.add_argument("--seed", type=int, default=0, help="seed of the folds and of the LSTM (default: 0)")
+    cv.add_argument("--folds", type=integer(2, 10_000), default=10,
+                    help="number of folds, at least 2 and at most the number of tunes (default: 10)")
+    cv.add_argument("--seed", type=seed, default=0, help="seed of the folds and of the LSTM, 0..4294967295 (default: 0)")
     cv.add_argument("--pitch-only", action="store_true",
                     help="predict each note's pitch from the previous pitches (IDyOM's setting); "
                          "default: predict every event (pitch and rhythm)")
@@ -65,26 +71,29 @@ def register(subparsers) -> None:
                          "per run; ngram: the n-gram models alone, seconds)")
     cv.add_argument("--json", action="store_true",
                     help='print only {"folds": [...], "mean_bits_per_note": X, "notes": N}')
-    cv.add_argument("--steps-per-quarter", type=int, default=4, help="time grid of the event view (default: 4)")
+    cv.add_argument("--steps-per-quarter", type=integer(1, MAX_STEPS_PER_QUARTER), default=4,
+                    help=f"time grid of the event view, 1..{MAX_STEPS_PER_QUARTER} (default: 4)")
     ngram = cv.add_argument_group("n-gram model")
     ngram.add_argument("--ngram-models", choices=("ltm", "ltm+", "stm", "both", "both+"), default=None,
                        help="IDyOM configuration (default: both+ = long-term model that keeps learning, "
                             "plus a short-term model of the tune itself; with lstm+ngram: "
                             f"{HYBRID_NGRAM})")
-    ngram.add_argument("--bias", type=float, default=None,
-                       help="entropy bias of the combination (IDyOM: 7 for its two n-gram models; default "
+    ngram.add_argument("--bias", type=number(0, 100), default=None,
+                       help="entropy bias of the combination, 0..100 (IDyOM: 7 for its two n-gram models; default "
                             f"with lstm+ngram: {HYBRID_BIAS})")
     ngram.add_argument("--order", type=_order, default=None,
-                       help="order bound of the long-term model, or 'star' for unbounded PPM* (default: star)")
+                       help=f"order bound of the long-term model, 0..{MAX_ORDER}, or 'star' for unbounded PPM* "
+                            "(default: star)")
     lstm = cv.add_argument_group("LSTM model")
-    lstm.add_argument("--hidden-size", type=int, default=128, help="LSTM units (default: 128)")
-    lstm.add_argument("--layers", type=int, default=1, help="LSTM layers (default: 1)")
-    lstm.add_argument("--steps", type=int, default=None, help="training steps per fold (default: 1200)")
-    lstm.add_argument("--members", type=int, default=1, metavar="K",
-                      help="average K LSTMs that differ in their seed and augmentation (K times the training; "
-                           "default: 1)")
-    lstm.add_argument("--transpose", type=int, nargs="+", default=None, metavar="N",
-                      help="transposition augmentation of the training tunes by up to N semitones; ensemble "
+    lstm.add_argument("--hidden-size", type=integer(1, 4096), default=128, help="LSTM units, 1..4096 (default: 128)")
+    lstm.add_argument("--layers", type=integer(1, 16), default=1, help="LSTM layers, 1..16 (default: 1)")
+    lstm.add_argument("--steps", type=integer(1, MAX_TRAIN_STEPS), default=None,
+                      help="training steps per fold (default: 1200)")
+    lstm.add_argument("--members", type=integer(1, 64), default=1, metavar="K",
+                      help="average K LSTMs (1..64) that differ in their seed and augmentation (K times the "
+                           "training; default: 1)")
+    lstm.add_argument("--transpose", type=integer(0, 12), nargs="+", default=None, metavar="N",
+                      help="transposition augmentation of the training tunes by up to N semitones (0..12); ensemble "
                            "members take the values in turn (pitch-only with the MIDI alphabet; default there: "
                            f"{' '.join(map(str, PITCH_TRANSPOSES))}, so a single LSTM is not transposed; else 0)")
     pre = cv.add_argument_group("pretraining (both models)")

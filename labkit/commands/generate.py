@@ -4,7 +4,9 @@ Without ``--checkpoint`` the model that ships with labkit is used
 (``labkit/assets/melody_lstm.npz``). One file per melody: ``melody_001.mid``, ...;
 ``--audio`` adds ``melody_001.wav``, ``--piano-roll`` adds ``melody_001.png``;
 ``generation.json`` records the settings. The same seed writes byte-identical files.
-A bad parameter or file gives one line naming the problem and exit status 2.
+A bad parameter or file gives one line naming the problem and exit status 2; ``--out`` is
+checked before the model is loaded. A re-run into the same ``--out`` replaces the whole set
+(every ``melody_NNN.*`` and ``generation.json``; other files stay), never a mix of two runs.
 
 Examples::
 
@@ -16,20 +18,12 @@ Notebook: 05_sampling_studio.ipynb
 """
 from __future__ import annotations
 
-import argparse
-
+from labkit.commands._args import MAX_GENERATED_STEPS, MAX_MELODIES, integer, number, seed, temperature
 from labkit.generate import DEFAULT_LENGTH, DEFAULT_TEMPERATURE
 from labkit.melody import DEFAULT_QPM
 
-
-def _number(kind, what):
-    def parse(text: str):
-        try:
-            return kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be {'an integer' if kind is int else 'a number'}, "
-                                             f"got {text!r}") from None
-    return parse
+#: Bounds of ``--qpm``: MIDI stores a tempo in 24 bits of microseconds per quarter, so at least 4 qpm.
+QPM_RANGE = (4.0, 1000.0)
 
 
 def register(subparsers) -> None:
@@ -40,26 +34,29 @@ def register(subparsers) -> None:
                     "and write one MIDI file per melody. Same seed, same files.")
     parser.add_argument("--checkpoint", default=None, metavar="PATH",
                         help="model checkpoint (.npz from save_model or training); default: the shipped model")
-    parser.add_argument("--num", type=_number(int, "--num"), default=4, metavar="N",
-                        help="melodies to generate (default: 4)")
-    parser.add_argument("--length", type=_number(int, "--length"), default=DEFAULT_LENGTH, metavar="STEPS",
-                        help=f"steps generated after the primer, 4 per quarter note (default: {DEFAULT_LENGTH})")
-    parser.add_argument("--temperature", type=_number(float, "--temperature"), default=DEFAULT_TEMPERATURE,
-                        metavar="T", help=f"sampling temperature > 0 (default: {DEFAULT_TEMPERATURE})")
-    parser.add_argument("--top-k", type=_number(int, "--top-k"), default=0, metavar="K",
-                        help="sample only from the K most likely tokens (default: 0 = off)")
-    parser.add_argument("--top-p", type=_number(float, "--top-p"), default=1.0, metavar="P",
-                        help="nucleus sampling threshold in (0, 1] (default: 1 = off)")
+    parser.add_argument("--num", type=integer(1, MAX_MELODIES), default=4, metavar="N",
+                        help=f"melodies to generate, 1..{MAX_MELODIES} (default: 4)")
+    parser.add_argument("--length", type=integer(1, MAX_GENERATED_STEPS), default=DEFAULT_LENGTH, metavar="STEPS",
+                        help=f"steps generated after the primer, 4 per quarter note, 1..{MAX_GENERATED_STEPS} "
+                             f"(default: {DEFAULT_LENGTH})")
+    parser.add_argument("--temperature", type=temperature, default=DEFAULT_TEMPERATURE,
+                        metavar="T", help=f"sampling temperature, 0.001..1000 (default: {DEFAULT_TEMPERATURE})")
+    parser.add_argument("--top-k", type=integer(0, 1000), default=0, metavar="K",
+                        help="sample only from the K most likely tokens, at most the model's vocabulary "
+                             "(default: 0 = off)")
+    parser.add_argument("--top-p", type=number(0, 1, low_open=True, what="top_p", rule="lie in (0, 1] (1 = off)"),
+                        default=1.0, metavar="P", help="nucleus sampling threshold in (0, 1] (default: 1 = off)")
     parser.add_argument("--primer", default=None, metavar="FILE.mid",
                         help="start from the melody of this MIDI file (default: one middle C)")
-    parser.add_argument("--primer-steps", type=_number(int, "--primer-steps"), default=None, metavar="STEPS",
+    parser.add_argument("--primer-steps", type=integer(1, 1_000_000), default=None, metavar="STEPS",
                         help="use only the first STEPS steps of the primer melody (default: all)")
-    parser.add_argument("--beam", type=_number(int, "--beam"), default=0, metavar="B",
-                        help="beam search with B beams instead of sampling; writes the best --num (default: 0)")
-    parser.add_argument("--seed", type=_number(int, "--seed"), default=0, metavar="S",
-                        help="seed of the sampling (default: 0)")
-    parser.add_argument("--qpm", type=_number(float, "--qpm"), default=DEFAULT_QPM,
-                        help=f"tempo of the files, quarter notes per minute (default: {DEFAULT_QPM:g})")
+    parser.add_argument("--beam", type=integer(0, 1000), default=0, metavar="B",
+                        help="beam search with B beams instead of sampling, at most the model's vocabulary; "
+                             "writes the best --num (default: 0)")
+    parser.add_argument("--seed", type=seed, default=0, metavar="S",
+                        help="seed of the sampling, 0..4294967295 (default: 0); recorded in generation.json")
+    parser.add_argument("--qpm", type=number(*QPM_RANGE, high_open=True), default=DEFAULT_QPM,
+                        help=f"tempo of the files, quarter notes per minute, in [4, 1000) (default: {DEFAULT_QPM:g})")
     parser.add_argument("--out", default="out/generated", metavar="DIR",
                         help="output folder (default: out/generated)")
     parser.add_argument("--audio", action="store_true", help="also write a WAV per melody (SoundFont rendering)")
@@ -71,30 +68,34 @@ def _run(args) -> int:
     """Handler: load the model, check the settings, generate, write, print one line per file."""
     from labkit.errors import ConfigError
     from labkit.checkpoint import load_melody_model
-    from labkit.generate import check_settings, generate_melodies, read_primer, write_outputs
+    from labkit.encoding import MelodyEncoding
+    from labkit._common import display_name
+    from labkit.generate import check_outputs, check_settings, generate_melodies, read_primer, write_outputs
 
     if not (args.qpm > 0 and args.qpm < 1000):
         raise ConfigError(f"--qpm must lie in (0, 1000), got {args.qpm}")
     # Check the cheap things first, so a typo fails before a model is loaded or a file is read.
     check_settings(num=args.num, length=args.length, temperature=args.temperature, top_k=args.top_k,
                    top_p=args.top_p, beam=args.beam, seed=args.seed)
+    check_outputs(args.out, num=args.num, audio=args.audio, piano_roll=args.piano_roll)  # before any work
     primer = None
     if args.primer is not None:
         primer, _ = read_primer(args.primer, num_steps=args.primer_steps)
     elif args.primer_steps is not None:
         raise ConfigError("--primer-steps needs --primer")
-    model, config = load_melody_model(args.checkpoint)
+    model, config = load_melody_model(args.checkpoint, encoding=MelodyEncoding())
     melodies = generate_melodies(model, num=args.num, length=args.length, temperature=args.temperature,
                                  top_k=args.top_k, top_p=args.top_p, primer=primer, beam=args.beam,
                                  seed=args.seed, qpm=args.qpm)
     settings = {"checkpoint": args.checkpoint or "shipped (labkit/assets/melody_lstm.npz)",
                 "num": args.num, "length": args.length, "temperature": args.temperature, "top_k": args.top_k,
                 "top_p": args.top_p, "beam": args.beam, "seed": args.seed, "qpm": args.qpm,
-                "primer": args.primer, "primer_steps": args.primer_steps,
+                "primer": None if args.primer is None else display_name(args.primer),
+                "primer_steps": args.primer_steps,
                 "primer_tokens": None if primer is None else len(primer)}
     records = write_outputs(melodies, args.out, audio=args.audio, piano_roll=args.piano_roll, settings=settings)
     for r in records:
-        extra = ", ".join(p for p in (r["wav"], r["png"]) if p)
+        extra = ", ".join(display_name(p) for p in (r["wav"], r["png"]) if p)
         span = f"pitches {r['lowest']}-{r['highest']}" if r["notes"] else "no notes"
-        print(f"{r['midi']}: {r['notes']} notes, {span}" + (f" (+ {extra})" if extra else ""))
+        print(f"{display_name(r['midi'])}: {r['notes']} notes, {span}" + (f" (+ {extra})" if extra else ""))
     return 0

@@ -3,9 +3,13 @@
 For each file: the header (format, tracks, ticks per quarter note), the
 duration, the notes, the instruments, the tempo map, time and key
 signatures, and the melodies that :func:`labkit.melody.extract_melodies`
-finds. A file that cannot be read gets one line on stderr naming it and the
-problem; the others are still reported. The exit status is 0 when every
-file could be read (even one with no melody in it), 2 otherwise.
+finds. A folder stands for every MIDI file under it
+(:func:`labkit._common.find_midi_files`). An entry that cannot be read (a bad
+file, a broken or looping link, a folder named like a MIDI file) gets one line
+on stderr naming it and the problem (with ``--json`` also one ``{"file",
+"error"}`` object); the others are still reported. Names are printed with
+:func:`labkit._common.display_name`. The exit status is 0 when every file could
+be read (even one with no melody in it), 2 otherwise.
 
 Example::
 
@@ -20,6 +24,7 @@ import argparse
 import json
 import sys
 
+from labkit._common import display_name, find_midi_files
 from labkit.errors import LabkitError
 from labkit.midi_io import READERS, describe, read_header, read_midi, require_notes
 
@@ -33,10 +38,11 @@ def register(subparsers) -> None:
         "inspect", help="tracks, instruments, tempo, duration, notes and melodies of MIDI files",
         description="Print what each MIDI file holds and the melodies found in it. "
                     "Exit status 2 if any file cannot be read.")
-    inspect.add_argument("files", nargs="+", metavar="FILE", help="MIDI files (.mid)")
+    inspect.add_argument("files", nargs="+", metavar="PATH",
+                         help="MIDI files, or folders searched recursively for .mid/.midi/.kar files")
     inspect.add_argument("--json", action="store_true", help="print one JSON object per file, one per line")
     inspect.add_argument("--steps-per-quarter", type=_positive_int, default=4, metavar="N",
-                         help="grid of the melody extraction (default: 4, sixteenth notes)")
+                         help="grid of the melody extraction, 1..96 steps per quarter (default: 4, sixteenth notes)")
     inspect.add_argument("--reader", choices=READERS, default="auto",
                          help="MIDI reader (default: auto = symusic)")
     inspect.set_defaults(func=_inspect)
@@ -49,25 +55,35 @@ def _print_help(parser: argparse.ArgumentParser) -> int:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    """``--steps-per-quarter``: an integer in 1..:data:`labkit.commands._args.MAX_STEPS_PER_QUARTER`."""
+    from labkit.commands._args import MAX_STEPS_PER_QUARTER
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer in 1..{MAX_STEPS_PER_QUARTER}, got {text[:40]!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value > MAX_STEPS_PER_QUARTER:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_STEPS_PER_QUARTER}, got {text!r}")
     return value
 
 
 def _inspect(args) -> int:
-    """Handler of ``midi inspect``: report every file; 2 if any could not be read, else 0."""
+    """Handler of ``midi inspect``: report every entry; 2 if any could not be read, else 0."""
     status = 0
-    for path in args.files:
+    for path, problem in find_midi_files(args.files):
         try:
+            if problem:
+                raise LabkitError(problem, path)
             report = inspect_file(path, steps_per_quarter=args.steps_per_quarter, reader=args.reader)
         except LabkitError as exc:
             status = 2
             if args.json:
-                print(json.dumps({"file": path, "error": exc.problem}))
-            print(f"labkit: {exc}", file=sys.stderr)
+                print(json.dumps({"file": display_name(path), "error": display_name(exc.problem)}), flush=True)
+            print(f"labkit: {display_name(str(exc))}", file=sys.stderr, flush=True)
             continue
-        print(json.dumps(report) if args.json else format_report(report))
+        print(json.dumps(report) if args.json else format_report(report), flush=True)
     return status
 
 
@@ -87,7 +103,7 @@ def inspect_file(path, *, steps_per_quarter: int = 4, reader: str = "auto") -> d
     """
     header = read_header(path)
     sequence = read_midi(path, reader=reader)
-    report = {"file": str(path), "format": header.format, "num_tracks": header.num_tracks}
+    report = {"file": display_name(path), "format": header.format, "num_tracks": header.num_tracks}
     report.update((key, value) for key, value in describe(sequence).items() if key != "file")
     report["steps_per_quarter"] = steps_per_quarter
     report["melodies"], report["melody_problem"] = _melodies(sequence, steps_per_quarter)

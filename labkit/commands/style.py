@@ -25,26 +25,20 @@ import argparse
 import json
 import sys
 
+from labkit.commands._args import MAX_TRAIN_STEPS, integer, number, seed
 
-def _int_at_least(low: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
-        return value
-    return parse
+#: ``--l2``: a penalty > 0 and at most this.
+MAX_L2 = 1e6
+_positive_float = number(0, MAX_L2, low_open=True)
+#: Most columns of a hashed n-gram group (``--ngram-dims``).
+MAX_NGRAM_DIMS = 65536
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+def _folds(text: str) -> int:
+    """``style train --folds``: 0 (no cross-validation) or 2..1000."""
+    value = integer(0, 1000, note=", 0 (none) or at least 2")(text)
+    if value == 1:
+        raise argparse.ArgumentTypeError(f"must be 0 (no cross-validation) or an integer in 2..1000, got {text!r}")
     return value
 
 
@@ -70,15 +64,18 @@ def register(subparsers) -> None:
                        help="add phrase (paragraph) features: per-phrase mean and spread of each group")
     train.add_argument("--ensemble", action="store_true",
                        help="one model per feature group (pitch, interval, rhythm, contour, n-gram), stacked")
-    train.add_argument("--ngram-dims", type=_int_at_least(1), default=DEFAULT_NGRAM_DIMS, metavar="D",
-                       help=f"columns of each hashed n-gram group (default: {DEFAULT_NGRAM_DIMS})")
-    train.add_argument("--l2", type=_positive_float, default=DEFAULT_L2, help=f"L2 penalty (default: {DEFAULT_L2})")
-    train.add_argument("--steps", type=_int_at_least(1), default=300, help="L-BFGS iterations at most (default: 300)")
-    train.add_argument("--folds", type=_int_at_least(0), default=5,
-                       help="cross-validation folds on train+valid (default: 5; 0: none)")
-    train.add_argument("--max-per-style", type=_int_at_least(1), default=None, metavar="N",
+    train.add_argument("--ngram-dims", type=integer(1, MAX_NGRAM_DIMS), default=DEFAULT_NGRAM_DIMS, metavar="D",
+                       help=f"columns of each hashed n-gram group, 1..{MAX_NGRAM_DIMS} (default: {DEFAULT_NGRAM_DIMS})")
+    train.add_argument("--l2", type=_positive_float, default=DEFAULT_L2,
+                       help=f"L2 penalty > 0 (default: {DEFAULT_L2})")
+    train.add_argument("--steps", type=integer(1, MAX_TRAIN_STEPS), default=300,
+                       help="L-BFGS iterations at most (default: 300)")
+    train.add_argument("--folds", type=_folds, default=5,
+                       help="cross-validation folds on train+valid, 2..1000 (default: 5; 0: none)")
+    train.add_argument("--max-per-style", type=integer(1, 10_000_000), default=None, metavar="N",
                        help="use at most N tunes of each style per split (a quick run)")
-    train.add_argument("--seed", type=int, default=0, help="seed of subsampling, folds and calibration (default: 0)")
+    train.add_argument("--seed", type=seed, default=0,
+                       help="seed of subsampling, folds and calibration, 0..4294967295 (default: 0)")
     train.set_defaults(func=_train)
 
     score = sub.add_parser("score", help="style of MIDI files: most likely style, style index, probabilities",
@@ -96,8 +93,8 @@ def register(subparsers) -> None:
     score.add_argument("--strategy", choices=("skyline", "instrument"), default="skyline",
                        help="melody extraction: skyline of all instruments (default) or one line per instrument; "
                             "the longest melody is scored")
-    score.add_argument("--min-notes", type=_int_at_least(1), default=MIN_NOTES,
-                       help=f"fewest notes of a usable melody (default: {MIN_NOTES})")
+    score.add_argument("--min-notes", type=integer(1, 1_000_000), default=MIN_NOTES,
+                       help=f"fewest notes of a usable melody, at least 1 (default: {MIN_NOTES})")
     score.set_defaults(func=_score)
 
     exp = sub.add_parser("experiment", help="the five-style and generalisation experiments (CV by tune)",
@@ -107,15 +104,17 @@ def register(subparsers) -> None:
                                      "labkit.style.experiments.")
     exp.add_argument("--styles", nargs="+", metavar="STYLE", default=None,
                      help="manifest style labels (default: chinese chorale fiddle german irish)")
-    exp.add_argument("--max-per-style", type=_int_at_least(1), default=2000, metavar="N",
+    exp.add_argument("--max-per-style", type=integer(1, 10_000_000), default=2000, metavar="N",
                      help="at most N tunes per style (default: 2000)")
-    exp.add_argument("--folds", type=_int_at_least(2), default=5, help="cross-validation folds (default: 5)")
-    exp.add_argument("--ngram-dims", type=_int_at_least(1), default=DEFAULT_NGRAM_DIMS, metavar="D",
-                     help=f"columns of each hashed n-gram group (default: {DEFAULT_NGRAM_DIMS})")
+    exp.add_argument("--folds", type=integer(2, 1000), default=5, help="cross-validation folds, 2..1000 (default: 5)")
+    exp.add_argument("--ngram-dims", type=integer(1, MAX_NGRAM_DIMS), default=DEFAULT_NGRAM_DIMS, metavar="D",
+                     help=f"columns of each hashed n-gram group, 1..{MAX_NGRAM_DIMS} (default: {DEFAULT_NGRAM_DIMS})")
     exp.add_argument("--l2-grid", nargs="+", type=_positive_float, default=None, metavar="L2",
-                     help="candidates of the nested L2 choice (default: 0.01 0.03 0.1 0.3 1)")
-    exp.add_argument("--steps", type=_int_at_least(1), default=200, help="L-BFGS iterations at most (default: 200)")
-    exp.add_argument("--seed", type=int, default=0, help="seed of the subsample and the folds (default: 0)")
+                     help="candidates (> 0) of the nested L2 choice (default: 0.01 0.03 0.1 0.3 1)")
+    exp.add_argument("--steps", type=integer(1, MAX_TRAIN_STEPS), default=200,
+                     help="L-BFGS iterations at most (default: 200)")
+    exp.add_argument("--seed", type=seed, default=0,
+                     help="seed of the subsample and the folds, 0..4294967295 (default: 0)")
     exp.add_argument("--no-dedup", action="store_true", help="skip the near-duplicate protocol")
     exp.add_argument("--no-generalisation", action="store_true", help="skip the held-out sub-collections")
     exp.add_argument("--with-raw", action="store_true",
@@ -136,8 +135,8 @@ def register(subparsers) -> None:
                                      "See labkit.style.experiments.typicality_check.")
     typ.add_argument("--model", default=None, metavar="DIR",
                      help="folder written by `style train` (default: the model shipped with labkit)")
-    typ.add_argument("--per-composer", type=_int_at_least(1), default=4, metavar="N",
-                     help="classical works per composer (default: 4)")
+    typ.add_argument("--per-composer", type=integer(1, 10_000), default=4, metavar="N",
+                     help="classical works per composer, at least 1 (default: 4)")
     typ.add_argument("--json", default=None, metavar="FILE", help="also write every figure to this JSON file")
     typ.set_defaults(func=_typicality)
 

@@ -8,6 +8,9 @@
 * Model files: ``model.json`` (settings and column names) and ``arrays.npz``
   (weights, standardizer), plain JSON and numpy, replaced as one unit
   (:func:`labkit._common.atomic_write_dir`), so a half-written model never loads.
+  Loading checks every array's shape against the settings and refuses NaN and
+  infinity (a broken model gives :class:`~labkit.errors.CheckpointError` naming the file,
+  never a traceback or a NaN style index).
 * The shipped model in ``labkit/assets/style_model/`` (:func:`shipped_style_model_dir`,
   :func:`load_style_model`, :func:`style_model_metrics`).
 
@@ -23,7 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
-from labkit._common import atomic_write_dir
+from labkit._common import atomic_write_dir, read_npz
 from labkit.errors import CheckpointError, ConfigError
 from labkit.style.features import (NGRAM_DIMS, PAPER_GROUPS, Standardizer, _check_groups, _check_variant,
                                    feature_matrix, feature_names, group_columns, hashed_columns)
@@ -301,6 +304,8 @@ class StyleModel:
 
     @classmethod
     def _from_parts(cls, config: dict, arrays, prefix: str, names: list[str], where) -> "StyleModel":
+        _check_floats(config, ("temperature",), where, positive=True)
+        _check_floats(config, ("l2",), where)
         try:
             params = {"w": np.asarray(arrays[f"{prefix}w"], np.float32), "b": np.asarray(arrays[f"{prefix}b"], np.float32)}
             scaler = _scaler_from_arrays(arrays, prefix)
@@ -313,15 +318,19 @@ class StyleModel:
                         float(config["l2"]), typical)
         except KeyError as err:
             raise CheckpointError(f"missing entry {err.args[0]!r}", where) from None
-        d, C = model.params["w"].shape
-        if (d != len(names) or C != len(model.styles) or model.params["b"].shape != (C,)
+        except (TypeError, ValueError) as err:
+            raise CheckpointError(f"model.json holds a bad setting ({err})", where) from None
+        d, C = len(names), len(model.styles)
+        if (model.params["w"].shape != (d, C) or model.params["b"].shape != (C,)
                 or model.standardizer.mean.shape != (d,) or model.standardizer.scale.shape != (d,)):
             raise CheckpointError(f"array shapes do not match {len(names)} features and {len(model.styles)} styles",
                                   where)
         t = model.typical
         if t is not None and (t.mean.shape != t.var.shape or t.mean.shape != (C, len(Typicality.columns(names)))
-                              or t.reference.ndim != 1 or len(t.reference) < 1):
+                              or t.reference.ndim != 1 or len(t.reference) < 1 or not (t.var > 0).all()):
             raise CheckpointError("typicality arrays do not match the features and styles", where)
+        if not (model.standardizer.scale > 0).all():
+            raise CheckpointError("the standardizer has a scale that is not > 0", where)
         return model
 
     def save(self, directory, *, extra_files: dict[str, bytes] | None = None) -> Path:
@@ -338,9 +347,15 @@ class StyleModel:
     def load(cls, directory) -> "StyleModel":
         """Read a model written by :meth:`save` (:class:`CheckpointError` if missing or broken)."""
         config, arrays, where = _read_model(directory, "StyleModel")
-        names = config.get("names")
-        if not isinstance(names, list) or names != feature_names(config.get("groups"), config.get("paragraph", False),
-                                                                 config.get("ngram_dims", NGRAM_DIMS)):
+        groups = config.get("groups")
+        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+            raise CheckpointError(f"model.json's groups are {str(groups)[:40]}, not a list of feature groups", where)
+        names = _check_settings(config, where)
+        try:
+            expected = feature_names(groups, config.get("paragraph", False), config.get("ngram_dims", NGRAM_DIMS))
+        except ConfigError as err:
+            raise CheckpointError(f"model.json's feature settings are invalid ({err.problem})", where) from None
+        if names != expected:
             raise CheckpointError("feature names do not match the stored feature settings", where)
         return cls._from_parts(config, arrays, "", names, where)
 
@@ -394,15 +409,57 @@ def _read_model(directory, kind: str):
         config = json.loads(json_path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as err:
         raise CheckpointError(f"not valid JSON ({err})", json_path) from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"holds a JSON {type(config).__name__}, not a style model's settings", json_path)
     if config.get("kind") != kind or config.get("format") != STYLE_MODEL_FORMAT_VERSION:
         raise CheckpointError(f"holds a {config.get('kind')!r} model of format {config.get('format')!r}, "
                               f"expected {kind!r} format {STYLE_MODEL_FORMAT_VERSION}", json_path)
     try:
-        with np.load(npz_path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"cannot read arrays ({err})", npz_path) from None
+        arrays = read_npz(npz_path)
+    except ValueError as err:
+        raise CheckpointError(f"not a readable style model's arrays: {err}", npz_path) from None
+    for name, array in arrays.items():
+        if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+            raise CheckpointError(f"array {name!r} holds {array.dtype} values, not numbers", npz_path)
+        if np.issubdtype(array.dtype, np.inexact) and not np.isfinite(array).all():
+            raise CheckpointError(f"array {name!r} holds NaN or infinite values", npz_path)
     return config, arrays, directory
+
+
+def _check_settings(config: dict, where) -> list[str]:
+    """The settings every style model's ``model.json`` holds, checked before they are used; returns its names.
+
+    Cheap checks first, so that a crafted file (``ngram_dims`` of ten million) costs no time: a model
+    has at most as many n-gram columns as names (or the default's).
+    """
+    names, styles = config.get("names"), config.get("styles")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise CheckpointError("model.json's names are not a list of feature names", where)
+    if (not isinstance(styles, list) or len(styles) < 2 or len(set(map(str, styles))) != len(styles)
+            or not all(isinstance(x, str) for x in styles)):
+        raise CheckpointError("model.json's styles are not a list of two or more style names", where)
+    if config.get("variant") not in ("raw", "processed"):
+        raise CheckpointError(f"model.json's variant is {str(config.get('variant'))[:40]!r}, "
+                              "not 'raw' or 'processed'", where)
+    if not isinstance(config.get("paragraph", False), bool):
+        raise CheckpointError("model.json's paragraph is not true or false", where)
+    dims = config.get("ngram_dims", NGRAM_DIMS)
+    if not isinstance(dims, int) or isinstance(dims, bool) or not 1 <= dims <= max(NGRAM_DIMS, len(names)):
+        raise CheckpointError(f"model.json's ngram_dims is {str(dims)[:40]}, not a column count that fits "
+                              f"its {len(names)} names", where)
+    return names
+
+
+def _check_floats(config: dict, keys, where, *, positive: bool = False, what: str = "") -> None:
+    """Each ``config[key]`` (when present) must be a finite number >= 0 (> 0 when ``positive``: a temperature)."""
+    for key in keys:
+        if key not in config:
+            continue
+        value = config[key]
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+        if not ok or value < 0 or (value == 0 and positive):
+            raise CheckpointError(f"model.json's {what}{key} is {str(value)[:40]}, not a finite number "
+                                  f"{'> 0' if positive else '>= 0'}", where)
 
 
 # ----------------------------------------------------------------------------------
@@ -566,6 +623,15 @@ class GroupEnsemble:
     def load(cls, directory) -> "GroupEnsemble":
         """Read an ensemble written by :meth:`save`."""
         config, arrays, where = _read_model(directory, "GroupEnsemble")
+        _check_floats(config, ("temperature",), where, positive=True)
+        _check_floats(config, ("l2",), where)
+        _check_settings(config, where)
+        temperatures = config.get("member_temperatures")
+        if not isinstance(temperatures, dict) or not isinstance(config.get("member_groups"), dict) \
+                or set(temperatures) != set(config["member_groups"]):
+            raise CheckpointError("model.json's member_groups and member_temperatures do not name the same members",
+                                  where)
+        _check_floats(temperatures, list(temperatures), where, positive=True, what="temperature of member ")
         try:
             member_groups = {k: _check_groups(v) for k, v in config["member_groups"].items()}
             model = cls(tuple(config["styles"]), config["variant"], bool(config["paragraph"]),
@@ -577,13 +643,27 @@ class GroupEnsemble:
             for name, cols in model.columns.items():
                 scaler = _scaler_from_arrays(arrays, f"{name}.")
                 params = {"w": arrays[f"{name}.w"], "b": arrays[f"{name}.b"]}
-                if params["w"].shape != (len(cols), len(model.styles)) or scaler.mean.shape != (len(cols),):
+                C = len(model.styles)
+                if (params["w"].shape != (len(cols), C) or params["b"].shape != (C,)
+                        or scaler.mean.shape != (len(cols),) or scaler.scale.shape != (len(cols),)):
                     raise CheckpointError(f"member {name!r}: array shapes do not match its features", where)
+                if not (scaler.scale > 0).all():
+                    raise CheckpointError(f"member {name!r}: the standardizer has a scale that is not > 0", where)
                 model.members[name] = (scaler, params, float(config["member_temperatures"][name]))
+            if model.combine not in ("mean", "stack"):
+                raise CheckpointError(f"combine is {model.combine!r}, not 'mean' or 'stack'", where)
             if model.combine == "stack":
                 model.combiner = {"w": arrays["combiner.w"], "b": arrays["combiner.b"]}
+                width = len(model.member_groups) * len(model.styles)
+                if model.combiner["w"].shape != (width, len(model.styles)) or model.combiner["b"].shape != (
+                        len(model.styles),):
+                    raise CheckpointError("the combiner's array shapes do not match the members and styles", where)
         except KeyError as err:
             raise CheckpointError(f"missing entry {err.args[0]!r}", where) from None
+        except (TypeError, ValueError, AttributeError, IndexError) as err:
+            raise CheckpointError(f"model.json holds a bad setting ({err})", where) from None
+        except ConfigError as err:
+            raise CheckpointError(f"model.json's feature settings are invalid ({err.problem})", where) from None
         return model
 
 

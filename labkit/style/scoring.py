@@ -34,7 +34,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from labkit._common import find_midi_files
+from labkit._common import check_output_folder, display_name, find_midi_files
 from labkit.errors import ConfigError, CorpusError, LabkitError
 from labkit.melody import Melody
 from labkit.style import features as F
@@ -260,7 +260,10 @@ def score_paths(paths: Iterable[str | os.PathLike], model=None, target: str | No
     Returns:
         A list of dicts: ``{"path", "style", "index", "probabilities"}`` for a
         scored file, ``{"path", "error"}`` for one that could not be used
-        (unreadable, not MIDI, no melody). Bad files never stop the others.
+        (unreadable, not MIDI, no melody; a broken or looping link, a folder named
+        like a MIDI file: one record per entry of :func:`labkit._common.find_midi_files`).
+        Bad files never stop the others. ``path`` is printable text
+        (:func:`labkit._common.display_name`: undecodable bytes of a name shown as U+FFFD).
 
     Raises:
         CheckpointError: the model cannot be loaded. ConfigError: ``target``
@@ -286,11 +289,11 @@ def score_paths(paths: Iterable[str | os.PathLike], model=None, target: str | No
             try:
                 melodies.append(melody_from_file(path, strategy=strategy, min_notes=min_notes))
                 slots.append(len(records))
-                records.append({"path": path})
+                records.append({"path": display_name(path)})
                 continue
             except LabkitError as exc:
                 problem = exc.problem
-        records.append({"path": path, "error": problem})
+        records.append({"path": display_name(path), "error": display_name(problem)})
     for slot, scored in zip(slots, score_melodies(model, melodies, target)):
         records[slot] = {**scored, "path": records[slot]["path"]}
     return records
@@ -387,6 +390,7 @@ def train_style_model(out: str | os.PathLike, styles: Sequence[str] | None = Non
     Notebook: 07_style_index.ipynb
     """
     say = log or (lambda line: None)
+    check_output_folder(out, what="model folder")   # before the work: a file, /proc, no permission
     _check_model_folder(out)                 # before the work: a folder of other files is never replaced
     styles = tuple(sorted(set(styles if styles is not None else SHIPPED_STYLES)))
     if len(styles) < 2:
