@@ -13,14 +13,15 @@ import importlib
 import sys
 
 import labkit
+from labkit.commands._args import CommandParser
 from labkit.errors import LabkitError
 
 #: Command modules, in the order they appear in ``--help``.
-COMMANDS = ("corpus", "midi", "data", "generate", "evaluate", "style", "demo")
+COMMANDS = ("corpus", "midi", "data", "generate", "evaluate", "style", "demo", "pianoroll")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(   # usage errors are one line, as every other error (exit status 2)
         prog="python -m labkit",
         description="The course's helper package on the command line.",
     )

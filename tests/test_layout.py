@@ -15,7 +15,8 @@ PACKAGE = Path(labkit.__file__).resolve().parent
 
 #: The floors, from the ground up. Modules on one floor do not import each other.
 FLOORS: list[tuple[str, ...]] = [
-    ("labkit.errors", "labkit.env", "labkit._common"),
+    ("labkit.errors", "labkit.env"),
+    ("labkit._common",),                                    # shared helpers: raise the errors above
     ("labkit", "labkit.examples"),                                            # the package docstring and version
     ("labkit.midi_io",),                                    # MIDI files <-> NoteSequences
     ("labkit.melody",),                                     # melodies: quantize, extract, keys, phrases
@@ -28,6 +29,9 @@ FLOORS: list[tuple[str, ...]] = [
     ("labkit.checkpoint",),
     ("labkit.train", "labkit.sample"),
     ("labkit.evaluate", "labkit.generate", "labkit.train_shipped"),
+    ("labkit.polyphony", "labkit.polyphony.data"),                       # piano rolls: data, models, training
+    ("labkit.polyphony.models",),
+    ("labkit.polyphony.train",),
     ("labkit.style",),
     ("labkit.style.features",),
     ("labkit.style.logreg",),
@@ -36,8 +40,10 @@ FLOORS: list[tuple[str, ...]] = [
     ("labkit.style.experiments", "labkit.style.demo"),
     ("labkit.widgets",),
     ("labkit.demo",),
+    ("labkit.commands._args",),                              # argument types every command shares
     ("labkit.commands", "labkit.commands.corpus", "labkit.commands.data", "labkit.commands.demo",
-     "labkit.commands.evaluate", "labkit.commands.generate", "labkit.commands.midi", "labkit.commands.style"),
+     "labkit.commands.evaluate", "labkit.commands.generate", "labkit.commands.midi", "labkit.commands.style",
+     "labkit.commands.pianoroll"),
     ("labkit.cli",),
     ("labkit.__main__",),
 ]
