@@ -21,9 +21,11 @@ checks it), so data flows one way, from MIDI files to music and reports::
     evaluate.py generate.py      cross-entropy by tune (bits per note); melodies -> MIDI, WAV, pictures
     train_shipped.py             retrains the shipped melody model (a maintainer tool: make model)
     style/                       features, logreg, selection, model, scoring, experiments, plots, demo
+    polyphony/                   piano rolls (data), sigmoid and NADE-style LSTMs (models), their training (train)
     widgets.py                   the sampling studio (ipywidgets 7 and 8)
     demo.py                      make demo: corpus, model, music and report
-    commands/ cli.py             python -m labkit ...: the same functions, headless
+    commands/ cli.py             python -m labkit ...: the same functions, headless (commands/_args.py: the
+                                 range of every numeric flag)
 
 Glossary of names (each public name means one thing in the whole package):
 

@@ -343,10 +343,12 @@ def run(capsys, *args):
 def test_train_eval_generate_on_a_tiny_pickle(capsys, tmp_path, tiny_pickle):
     out = tmp_path / "run"
     status, text, err = run(capsys, "pianoroll", "train", "--data", tiny_pickle, "--out", out, "--model", "nade",
-                            "--steps", 4, "--eval-every", 2, "--seed", 3, "--quiet")
+                            "--steps", 4, "--eval-every", 2, "--seed", 3, "--quiet", "--dropout", 0.1, "--augment", 1)
     assert status == 0, err
     assert "best valid" in text and (out / "best.npz").is_file()
-    assert json.loads((out / "training.json").read_text())["pianoroll_config"]["model"] == "nade"
+    report = json.loads((out / "training.json").read_text())
+    assert report["pianoroll_config"]["model"] == "nade" and report["pianoroll_config"]["dropout"] == 0.1
+    assert report["pianoroll_train_config"]["augment_semitones"] == 1
     status, text, err = run(capsys, "pianoroll", "eval", "--data", tiny_pickle, "--checkpoint", out, "--json")
     assert status == 0, err
     result = json.loads(text)
@@ -393,6 +395,8 @@ def test_every_bad_input_is_one_line_and_status_2(capsys, tmp_path, tiny_pickle)
         (("train", "--data", tiny_pickle, "--out", out, "--steps", 0), "--steps"),
         (("train", "--data", tiny_pickle, "--out", out, "--steps", 2, "--minutes", 1), "not allowed with"),
         (("train", "--data", tiny_pickle, "--out", out, "--model", "softmax"), "--model"),
+        (("train", "--data", tiny_pickle, "--out", out, "--dropout", 1), "--dropout"),
+        (("train", "--data", tiny_pickle, "--out", out, "--augment", 13), "--augment"),
         (("train", "--data", tiny_pickle, "--out", tiny_pickle), "not a folder"),
         (("eval", "--data", tiny_pickle, "--checkpoint", tmp_path / "nowhere"), "no checkpoint file"),
         (("eval", "--data", tiny_pickle, "--checkpoint", tmp_path), "holds no best.npz"),

@@ -55,6 +55,10 @@ def register(subparsers) -> None:
     train.add_argument("--seed", type=seed, default=0, metavar="S", help="seed of the run (default: 0)")
     train.add_argument("--eval-every", type=integer(1, MAX_TRAIN_STEPS), default=None, metavar="N",
                        help="evaluate on valid every N steps (default: 250)")
+    train.add_argument("--dropout", type=number(0, 1, high_open=True), default=None, metavar="P",
+                       help="dropout rate on the LSTM's output, in [0, 1) (default: 0.5)")
+    train.add_argument("--augment", type=integer(0, 12), default=None, metavar="SEMITONES",
+                       help="transpose training windows by up to this many semitones either way (default: 2)")
     train.add_argument("--restart", action="store_true", help="ignore a checkpoint in --out and start afresh")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)
@@ -113,7 +117,9 @@ def _train(args) -> int:
         settings["num_steps"] = args.steps
     if args.eval_every is not None:
         settings["eval_every"] = args.eval_every
-    model_config = PianoRollConfig(model=args.model)
+    if args.augment is not None:
+        settings["augment_semitones"] = args.augment
+    model_config = PianoRollConfig(model=args.model, **({} if args.dropout is None else {"dropout": args.dropout}))
     train_config = PianoRollTrainConfig(**settings)
     if args.restart:
         for name in ("checkpoint.npz", "best.npz"):
