@@ -6,6 +6,7 @@ file is called.
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import functools
 import os
@@ -437,3 +438,36 @@ def read_npz(path: str | os.PathLike) -> dict:
     except (OSError, NotImplementedError, RuntimeError) as error:
         raise ValueError(f"cannot be read ({error})") from None
     return arrays
+
+
+class ConfigDict:
+    """``to_dict`` / ``from_dict`` for the package's frozen config dataclasses (model sizes, training settings).
+
+    ``from_dict`` refuses anything but a dict, and names the fields the class does not have, so a
+    config read back from a checkpoint's JSON either rebuilds exactly or says what is wrong.
+
+    >>> import dataclasses
+    >>> @dataclasses.dataclass(frozen=True)
+    ... class Sizes(ConfigDict):
+    ...     hidden: int = 8
+    >>> Sizes.from_dict(Sizes(hidden=4).to_dict())
+    Sizes(hidden=4)
+    >>> Sizes.from_dict({"hiden": 4})
+    Traceback (most recent call last):
+    ...
+    labkit.errors.ConfigError: Sizes has no field(s) hiden
+    """
+
+    def to_dict(self) -> dict:
+        """The config as a JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        """Inverse of :meth:`to_dict`; a key the class does not know raises :class:`ConfigError`."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"a {cls.__name__} is read from a dict, got {type(values).__name__}")
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ConfigError(f"{cls.__name__} has no field(s) {', '.join(unknown)}")
+        return cls(**values)

@@ -64,7 +64,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
-from labkit._common import remove_stale_temporaries
+from labkit._common import ConfigDict, remove_stale_temporaries
 from labkit.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from labkit.data import MelodySet, batches
 from labkit.encoding import MelodyEncoding
@@ -80,7 +80,7 @@ AUGMENT_SEMITONES = 5
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(ConfigDict):
     """How to train (the model's sizes are in :class:`~labkit.models.ModelConfig`).
 
     Attributes:
@@ -147,16 +147,7 @@ class TrainConfig:
                                                   or self.max_eval_batches < 1):
             raise ConfigError(f"TrainConfig.max_eval_batches must be None or >= 1, got {self.max_eval_batches!r}")
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"TrainConfig has no field(s) {', '.join(unknown)}")
-        return cls(**values)
 
 
 #: Named settings. ``ci``: seconds, for tests and ``LABKIT_FAST``; ``cpu``: a student's laptop

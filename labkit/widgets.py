@@ -395,7 +395,6 @@ class SamplingStudio:
         from labkit.audio import play
         from labkit.viz import plot_piano_roll
 
-        config = result.config
         n = len(result.melodies)
         first = result.melodies[0]
         primer_seconds = len(result.primer) * 60.0 / (first.qpm * first.steps_per_quarter)

@@ -1,6 +1,5 @@
 """Tests of labkit.data: packing, batching, masks and augmentation."""
 import numpy as np
-import pytest
 
 from labkit.data import MelodySet, batches, transpose_events
 from labkit.encoding import MelodyEncoding

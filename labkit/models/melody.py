@@ -50,7 +50,6 @@ Notebook: 04_lstm_melody_model.ipynb
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -59,6 +58,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from labkit._common import ConfigDict
 from labkit.errors import ConfigError
 from labkit.models import kernels
 
@@ -70,7 +70,7 @@ Carry = Any  # a pytree of [B, ...] arrays; see each model's init_carry
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(ConfigDict):
     """Sizes of a melody model.
 
     Attributes:
@@ -108,21 +108,10 @@ class ModelConfig:
         if not isinstance(self.attention_length, int) or self.attention_length < 0:
             raise ConfigError(f"ModelConfig.attention_length must be an integer >= 0, got {self.attention_length!r}")
 
-    def to_dict(self) -> dict:
-        """The config as a JSON-ready dict."""
-        return dataclasses.asdict(self)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
 
-    @classmethod
-    def from_dict(cls, values: dict) -> "ModelConfig":
-        """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"ModelConfig has no field(s) {', '.join(unknown)}")
-        return cls(**values)
 
     def num_params(self) -> int:
         """Number of trainable parameters of the model this config builds."""

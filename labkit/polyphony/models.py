@@ -28,13 +28,13 @@ Notebook: 08_polyphony.ipynb
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from labkit._common import ConfigDict
 from labkit.errors import ConfigError
 from labkit.models import kernels
 
@@ -45,7 +45,7 @@ PIANOROLL_MODELS: tuple[str, ...] = ("sigmoid", "nade")
 
 
 @dataclass(frozen=True)
-class PianoRollConfig:
+class PianoRollConfig(ConfigDict):
     """Sizes of a piano-roll model.
 
     Attributes:
@@ -80,18 +80,7 @@ class PianoRollConfig:
         if not (0.0 <= float(self.dropout) < 1.0):
             raise ConfigError(f"PianoRollConfig.dropout must lie in [0, 1), got {self.dropout!r}")
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, values: dict) -> "PianoRollConfig":
-        if not isinstance(values, dict):
-            raise ConfigError(f"a PianoRollConfig is read from a dict, got {type(values).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"PianoRollConfig has no field(s) {', '.join(unknown)}")
-        return cls(**values)
 
 
 def bernoulli_nll(logits: jax.Array, targets: jax.Array) -> jax.Array:

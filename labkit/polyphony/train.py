@@ -33,7 +33,6 @@ Notebook: 08_polyphony.ipynb
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -47,10 +46,10 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from labkit._common import remove_stale_temporaries
+from labkit._common import ConfigDict, remove_stale_temporaries
 from labkit.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from labkit.errors import CheckpointError, ConfigError, CorpusError
-from labkit.polyphony.data import NUM_KEYS, count_frames, pianoroll_batches
+from labkit.polyphony.data import count_frames, pianoroll_batches
 from labkit.polyphony.models import PianoRollConfig, make_pianoroll_model
 from labkit.train import BEST_NAME, CHECKPOINT_NAME, make_optimizer
 
@@ -59,7 +58,7 @@ STOPPING_FIELDS: tuple[str, ...] = ("num_steps", "max_minutes", "progress")
 
 
 @dataclass(frozen=True)
-class PianoRollTrainConfig:
+class PianoRollTrainConfig(ConfigDict):
     """How to train a piano-roll model (its sizes are in :class:`~labkit.polyphony.models.PianoRollConfig`).
 
     Attributes:
@@ -121,16 +120,7 @@ class PianoRollTrainConfig:
             raise ConfigError("PianoRollTrainConfig.weight_decay, grad_clip and min_delta must be >= 0 and "
                               "augment_semitones at most 44")
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, values: dict) -> "PianoRollTrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"PianoRollTrainConfig has no field(s) {', '.join(unknown)}")
-        return cls(**values)
 
 
 # --- pure steps ----------------------------------------------------------------------------------

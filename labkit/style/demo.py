@@ -143,7 +143,7 @@ def style_stage(report, generated_dir: str | os.PathLike, *, target: str | None 
             summary.append([style, len(values), f"{values.mean():.3f}", f"{np.mean(values > 0.5):.0%}"])
     gen_values = np.asarray([r["index"] for r in scored])
     summary.append(["generated", len(gen_values), f"{gen_values.mean():.3f}", f"{np.mean(gen_values > 0.5):.0%}"])
-    report.table(["tunes", "count", f"mean index P({target})", f"share with index > 0.5"], summary)
+    report.table(["tunes", "count", f"mean index P({target})", "share with index > 0.5"], summary)
     report.add("", "Generated melodies carry no time signature of their own (their files say 4/4) and are short, "
                "so the metre and phrase features see them differently from notated tunes; read the index as "
                "a rough guide (see notebook 07_style_index.ipynb).")
