@@ -978,7 +978,8 @@ def _run(tasks: list, jobs: int, progress: bool):
                 yield _convert_one(task)
                 bar.update(1)
             return
-        ctx = multiprocessing.get_context()
+        # spawn, not fork: a forked copy of a process that runs JAX's threads can deadlock
+        ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(min(jobs, len(tasks)), initializer=_worker_init) as pool:
             for res in pool.imap_unordered(_convert_one, tasks, chunksize=4):
                 yield res
