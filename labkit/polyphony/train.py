@@ -445,7 +445,7 @@ def check_rolls_fit(model_config: PianoRollConfig, rolls: list[np.ndarray]) -> N
     """Raise :class:`~labkit.errors.ConfigError` unless every roll has the model's number of keys.
 
     Example:
-        >>> check_rolls_fit(PianoRollConfig(), [np.zeros((2, NUM_KEYS))])
+        >>> check_rolls_fit(PianoRollConfig(), [np.zeros((2, 88))])
 
     Notebook: 08_polyphony.ipynb
     """
