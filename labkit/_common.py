@@ -18,6 +18,10 @@ from typing import BinaryIO
 
 from labkit.errors import ConfigError
 
+#: The largest seed: ``jax.random.key`` keeps a seed's lower 32 bits, so 2**32 would give seed 0's results
+#: (and -1 those of 2**32 - 1). Seeds are refused outside ``0..MAX_SEED`` rather than silently aliased.
+MAX_SEED = 2 ** 32 - 1
+
 #: File suffixes read as MIDI (compared lower-cased). ``.kar`` is karaoke MIDI: a standard MIDI file.
 MIDI_SUFFIXES: tuple[str, ...] = (".mid", ".midi", ".kar")
 

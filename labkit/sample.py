@@ -48,6 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from labkit._common import MAX_SEED
 from labkit.encoding import NO_EVENT_TOKEN, MelodyEncoding
 from labkit.errors import ConfigError, EncodingError
 from labkit.melody import Melody
@@ -56,9 +57,6 @@ from labkit.models import kernels
 #: The pitch of the default primer: a single middle C.
 DEFAULT_PRIMER_PITCH = 60
 
-#: The largest seed: ``jax.random.key`` keeps a seed's lower 32 bits, so 2**32 would give seed 0's melodies
-#: (and -1 those of 2**32 - 1). Seeds are refused outside ``0..MAX_SEED`` rather than silently aliased.
-MAX_SEED = 2 ** 32 - 1
 
 
 @dataclass(frozen=True)

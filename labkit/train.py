@@ -64,7 +64,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
-from labkit._common import ConfigDict, remove_stale_temporaries
+from labkit._common import MAX_SEED, ConfigDict, remove_stale_temporaries
 from labkit.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from labkit.data import MelodySet, batches
 from labkit.encoding import MelodyEncoding
@@ -133,10 +133,12 @@ class TrainConfig(ConfigDict):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"TrainConfig.{name} must be a positive integer, got {value!r}")
-        for name in ("warmup_steps", "patience", "seed"):
+        for name in ("warmup_steps", "patience"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"TrainConfig.{name} must be an integer >= 0, got {value!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"TrainConfig.seed must be an integer in 0..{MAX_SEED} (2**32 - 1), got {self.seed!r}")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise ConfigError(f"TrainConfig.learning_rate must be > 0, got {self.learning_rate!r}")
         if not (0.0 <= self.end_lr_ratio <= 1.0):

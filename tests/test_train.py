@@ -414,3 +414,12 @@ def test_sharded_training_matches_one_device(tmp_path):
     assert sharded["devices"] == 8 and single["devices"] == jax.local_device_count()
     for name in ("train_loss", "valid_loss", "eval"):
         assert math.isclose(sharded[name], single[name], rel_tol=1e-4), (name, sharded, single)
+
+
+def test_training_seeds_outside_32_bits_are_refused_not_aliased():
+    from labkit._common import MAX_SEED
+
+    assert TrainConfig(seed=MAX_SEED).seed == MAX_SEED
+    for bad in (MAX_SEED + 1, -1, 2 ** 64, True):
+        with pytest.raises(ConfigError, match="TrainConfig.seed must be an integer in 0..4294967295"):
+            TrainConfig(seed=bad)

@@ -105,12 +105,12 @@ def number(low: float, high: float, *, low_open: bool = False, high_open: bool =
 
 
 def seed(text: str) -> int:
-    """A ``type=`` function for ``--seed``: an integer in ``0..2**32 - 1`` (:data:`labkit.sample.MAX_SEED`).
+    """A ``type=`` function for ``--seed``: an integer in ``0..2**32 - 1`` (:data:`labkit._common.MAX_SEED`).
 
     JAX keeps only a seed's lower 32 bits, so a larger seed would silently give another seed's music;
     it is refused instead, and the seed recorded is the seed used.
     """
-    from labkit.sample import MAX_SEED   # the one definition (importing it costs nothing more for a command that samples)
+    from labkit._common import MAX_SEED
 
     return integer(0, MAX_SEED, note=" (a 32-bit seed)")(text)
 

@@ -46,7 +46,7 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from labkit._common import ConfigDict, remove_stale_temporaries
+from labkit._common import MAX_SEED, ConfigDict, remove_stale_temporaries
 from labkit.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from labkit.errors import CheckpointError, ConfigError, CorpusError
 from labkit.polyphony.data import count_frames, pianoroll_batches
@@ -106,10 +106,13 @@ class PianoRollTrainConfig(ConfigDict):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"PianoRollTrainConfig.{name} must be a positive integer, got {value!r}")
-        for name in ("seed", "warmup_steps", "patience", "augment_semitones"):
+        for name in ("warmup_steps", "patience", "augment_semitones"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"PianoRollTrainConfig.{name} must be an integer >= 0, got {value!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"PianoRollTrainConfig.seed must be an integer in 0..{MAX_SEED} (2**32 - 1), "
+                              f"got {self.seed!r}")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise ConfigError(f"PianoRollTrainConfig.learning_rate must be > 0, got {self.learning_rate!r}")
         if self.max_minutes is not None and not (self.max_minutes > 0 and math.isfinite(self.max_minutes)):
