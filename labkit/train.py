@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -443,6 +444,23 @@ def _fresh_progress() -> dict:
             "bad_evals": 0, "stopped_early": False, "evaluated_step": 0, "history": [], "acc": _zero_acc()}
 
 
+def workdir_paths(workdir: str | os.PathLike | None) -> tuple[Path | None, Path | None]:
+    """``(checkpoint, best)`` paths of a training run's folder (``None, None`` without one).
+
+    Removes the temporary files that a killed save of either left behind, so that a resumed run
+    starts from a clean folder. Shared by :func:`fit` and the piano-roll models' training loop.
+
+    Notebook: 04_lstm_melody_model.ipynb
+    """
+    if workdir is None:
+        return None, None
+    workdir = Path(workdir)
+    paths = workdir / CHECKPOINT_NAME, workdir / BEST_NAME
+    for path in paths:
+        remove_stale_temporaries(path)
+    return paths
+
+
 def fit(model_config: ModelConfig, train_config: TrainConfig, train_batches,
         valid_batches=None, workdir: str | Path | None = None, resume: bool = True,
         initial_model: nnx.Module | None = None):
@@ -498,12 +516,7 @@ def fit(model_config: ModelConfig, train_config: TrainConfig, train_batches,
     progress = _fresh_progress()
     best_params = None
 
-    workdir = Path(workdir) if workdir is not None else None
-    ckpt_path = workdir / CHECKPOINT_NAME if workdir else None
-    best_path = workdir / BEST_NAME if workdir else None
-    if workdir is not None:
-        for path in (ckpt_path, best_path):
-            remove_stale_temporaries(path)
+    ckpt_path, best_path = workdir_paths(workdir)
     if ckpt_path is not None and resume and ckpt_path.exists():
         meta = read_meta(ckpt_path)
         if meta.get("model_config") != model_config.to_dict():

@@ -46,12 +46,12 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from labkit._common import MAX_SEED, ConfigDict, remove_stale_temporaries
+from labkit._common import MAX_SEED, ConfigDict
 from labkit.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from labkit.errors import CheckpointError, ConfigError, CorpusError
 from labkit.polyphony.data import count_frames, pianoroll_batches
 from labkit.polyphony.models import PianoRollConfig, make_pianoroll_model
-from labkit.train import BEST_NAME, CHECKPOINT_NAME, make_optimizer
+from labkit.train import BEST_NAME, make_optimizer, workdir_paths
 
 #: Fields of :class:`PianoRollTrainConfig` that only say when to stop: a run may be resumed with others.
 STOPPING_FIELDS: tuple[str, ...] = ("num_steps", "max_minutes", "progress")
@@ -300,12 +300,7 @@ def fit_pianoroll(model_config: PianoRollConfig, train_config: PianoRollTrainCon
     meta_base = {"pianoroll_config": model_config.to_dict(), "pianoroll_train_config": cfg.to_dict(),
                  "data": data_info or {}}
 
-    workdir = Path(workdir) if workdir is not None else None
-    ckpt_path = workdir / CHECKPOINT_NAME if workdir else None
-    best_path = workdir / BEST_NAME if workdir else None
-    if workdir is not None:
-        for path in (ckpt_path, best_path):
-            remove_stale_temporaries(path)
+    ckpt_path, best_path = workdir_paths(workdir)
     if ckpt_path is not None and resume and ckpt_path.exists():
         meta = read_meta(ckpt_path)
         if meta.get("pianoroll_config") != model_config.to_dict() or not isinstance(
