@@ -502,3 +502,11 @@ def test_melody_model_features_need_an_lstm_with_the_default_vocabulary():
         F.melody_model_features(tune, MelodyLSTM(40, 8, 12, 1, 0.0, rngs=nnx.Rngs(0)))
     with pytest.raises(ConfigError, match="max_steps"):
         F.melody_model_features(tune, MelodyLSTM(90, 8, 12, 1, 0.0, rngs=nnx.Rngs(0)), max_steps=0)
+
+
+def test_a_melody_without_notes_gives_features_not_an_error():
+    from labkit.melody import Melody
+    from labkit.style.model import load_style_model
+
+    probabilities = load_style_model().predict_proba([Melody(np.full(32, -2))])   # 32 steps of rest
+    assert probabilities.shape[0] == 1 and abs(float(probabilities.sum()) - 1.0) < 1e-6

@@ -5,6 +5,7 @@ Examples::
     python -m labkit style score tune.mid my_folder/                  # the shipped model, target 'irish'
     python -m labkit style score --target german --json out/generated/
     python -m labkit style train --out runs/style --styles german irish --paragraph
+    python -m labkit style train --out runs/mine --class reels=my/reels --class airs=my/airs   # your own classes
     python -m labkit style experiment --json runs/style_experiment.json   # five styles, CV by tune
     python -m labkit style typicality                  # does it know a string quartet is no folk tune?
 
@@ -56,8 +57,14 @@ def register(subparsers) -> None:
                                        "train+valid splits, train the model on them, report the test split's "
                                        "balanced accuracy, and save model.json, arrays.npz and metrics.json.")
     train.add_argument("--out", required=True, metavar="DIR", help="folder for the model and its figures")
-    train.add_argument("--styles", nargs="+", metavar="STYLE", default=None,
-                       help=f"manifest style labels (default: {' '.join(SHIPPED_STYLES)})")
+    labels = train.add_mutually_exclusive_group()
+    labels.add_argument("--styles", nargs="+", metavar="STYLE", default=None,
+                        help=f"manifest style labels (default: {' '.join(SHIPPED_STYLES)})")
+    labels.add_argument("--class", dest="classes", action="append", type=_user_class, default=None,
+                        metavar="NAME=DIR",
+                        help="train on your own labelled folders instead of the corpus: one class per option, at "
+                             "least two (each MIDI file of DIR is one tune of class NAME); prints the "
+                             "cross-validated accuracy and how the shipped style model sees each class")
     train.add_argument("--variant", choices=("raw", "processed"), default="processed",
                        help="feature variant (default: processed: key-normalised frequencies)")
     train.add_argument("--paragraph", action="store_true",
@@ -141,9 +148,42 @@ def register(subparsers) -> None:
     typ.set_defaults(func=_typicality)
 
 
+def _user_class(text: str) -> tuple[str, str]:
+    """``style train --class``: ``NAME=DIR`` (argparse reports anything else as one usage error)."""
+    from labkit.errors import ConfigError
+    from labkit.personal import parse_class
+
+    try:
+        return parse_class(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(exc.problem.replace("--class ", "")) from None
+
+
+def _train_classes(args) -> int:
+    """Handler of ``style train --class NAME=DIR ...``: a style model on the user's own folders."""
+    from labkit.errors import ConfigError
+    from labkit.personal import user_style_model
+
+    for flag, given in (("--ensemble", args.ensemble), ("--paragraph", args.paragraph),
+                        ("--max-per-style", args.max_per_style is not None), ("--variant raw", args.variant == "raw")):
+        if given:
+            raise ConfigError(f"{flag} is for corpus styles; --class trains the processed single model")
+    classes: dict[str, str] = {}
+    for name, folder in args.classes:
+        if name in classes:
+            raise ConfigError(f"class {name!r} is given twice (--class {name}=...); give each class once")
+        classes[name] = folder
+    user_style_model(classes, args.out, folds=args.folds, seed=args.seed, l2=args.l2, steps=args.steps,
+                     ngram_dims=args.ngram_dims, log=lambda line: print(line, flush=True))
+    return 0
+
+
 def _train(args) -> int:
     """Handler of ``style train``."""
     from labkit.style.scoring import train_style_model
+
+    if args.classes is not None:
+        return _train_classes(args)
 
     figures = train_style_model(args.out, args.styles, variant=args.variant, paragraph=args.paragraph,
                                 ensemble=args.ensemble, ngram_dims=args.ngram_dims, l2=args.l2, steps=args.steps,

@@ -475,7 +475,7 @@ def _ngram_tokens(b: _Batch, group: str):
     if group == "bar_rhythm":
         # One token per (segment, bar): the OR of 2**slot over the bar's onsets.
         bar_no = b.start // bar
-        new_bar = np.r_[True, (bar_no[1:] != bar_no[:-1]) | ~same]
+        new_bar = np.r_[True, (bar_no[1:] != bar_no[:-1]) | ~same][:len(bar_no)]   # no notes: no bars
         which = np.cumsum(new_bar) - 1
         masks = np.zeros(int(new_bar.sum()), np.int64)
         np.bitwise_or.at(masks, which, np.left_shift(1, slot))
