@@ -13,6 +13,9 @@ negative log-likelihood per frame in nats: the sum over the 88 keys, averaged ov
   after another, each conditioned on the keys already decided: RNN-NADE), both with exact NLL and sampling.
 * :mod:`labkit.polyphony.train`: optax training with a jitted pure step, early stopping on ``valid``, exact
   resume from atomic checkpoints, evaluation in nats per frame.
+* :mod:`labkit.polyphony.harmony` and :mod:`labkit.polyphony.harmony_model`: four-part chorales on an eighth-note
+  grid, the textbook rules they are measured by (parallel fifths and octaves, crossing, ranges, bass in the key),
+  and the small chorale model that harmonizes a melody (``python -m labkit harmonize``; it ships with labkit).
 
 This file imports nothing, so ``import labkit.polyphony.data`` stays cheap.
 
