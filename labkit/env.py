@@ -14,6 +14,66 @@ import sys
 #: True when the environment variable ``LABKIT_FAST`` is set to 1/true/yes.
 FAST: bool = os.environ.get("LABKIT_FAST", "").strip().lower() in {"1", "true", "yes", "on"}
 
+#: The course repository, set here once: the notebooks' "Open in Colab" badges and their Colab install
+#: cells point at it (tests/test_notebook_badges.py checks both). A placeholder until the course has a
+#: public home: change it here, then in each notebook's first two cells (the test names any that differ).
+REPOSITORY_URL: str = "https://github.com/labkit-course/ai-music-rnn"
+#: The branch the badges open.
+REPOSITORY_BRANCH: str = "main"
+
+
+def colab_url(notebook: str) -> str:
+    """The "Open in Colab" address of a notebook of the repository, e.g. ``"00_welcome_and_setup.ipynb"``.
+
+    >>> colab_url("00_welcome_and_setup.ipynb").startswith("https://colab.research.google.com/github/")
+    True
+
+    Notebook: 00_welcome_and_setup.ipynb
+    """
+    repo = REPOSITORY_URL.removeprefix("https://github.com/").rstrip("/")
+    return f"https://colab.research.google.com/github/{repo}/blob/{REPOSITORY_BRANCH}/notebooks/{notebook}"
+
+
+def notebook_times() -> dict:
+    """The measured run times of the notebooks (``notebooks/timings.json``, written by
+    ``scripts/time_notebooks.py``), or ``{}`` where the file is not at hand (an installed wheel, Colab).
+
+    Notebook: 00_welcome_and_setup.ipynb
+    """
+    import json
+    from pathlib import Path
+
+    for folder in (Path(__file__).resolve().parents[1] / "notebooks", Path.cwd()):
+        path = folder / "timings.json"
+        if path.is_file():
+            try:
+                return json.loads(path.read_text())
+            except (OSError, ValueError):
+                return {}
+    return {}
+
+
+def notebook_time(name: str) -> str:
+    """One line: how long notebook ``name`` (e.g. ``"04_lstm_melody_model"``) took, fast and full mode.
+
+    Notebook: 00_welcome_and_setup.ipynb
+    """
+    data = notebook_times()
+    entry = data.get("notebooks", {}).get(name)
+    if not entry:
+        return f"{name}: no measured time here (notebooks/timings.json of the repository has them)"
+    parts = []
+    if "fast_seconds" in entry:
+        parts.append(f"{_minutes(entry['fast_seconds'])} with LABKIT_FAST=1")
+    if "full_seconds" in entry:
+        kind = "estimated" if entry.get("full_kind") == "estimate" else "measured"
+        parts.append(f"{_minutes(entry['full_seconds'])} in the full setting ({kind})")
+    return f"{name}: " + ", ".join(parts) + f" on {data.get('machine', 'the course machine')}"
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
 
 def fast(full, quick):
     """Return ``quick`` when ``LABKIT_FAST`` is on, else ``full``.

@@ -105,3 +105,78 @@ def test_bad_arguments_raise_config_error(ax, band):
         viz.plot_histogram(band, ax, kind="rhythm")
     with pytest.raises(ConfigError):
         viz.plot_piano_roll("song.mid", ax)
+
+
+def bar_line_positions(ax):
+    return sorted(round(float(line.get_xdata()[0]), 6) for line in ax.lines if line.get_label() == "bar line")
+
+
+def test_piano_roll_names_every_row_of_a_small_range(ax):
+    m = Melody.from_notes([60, 62, 64, 65, 67], [0, 4, 8, 12, 16], [4, 8, 12, 16, 20])
+    viz.plot_piano_roll(m, ax)
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == [viz.pitch_name(p) for p in range(58, 70)]  # 60..67, two rows wider each side
+    assert "D4" in labels and "F#4" in labels
+
+
+def test_piano_roll_pitch_labels_options(ax, band):
+    viz.plot_piano_roll(band, ax, pitch_labels="c")
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["C2", "C3", "C4", "C5"]
+    ax.clear()
+    viz.plot_piano_roll(band, ax, pitch_labels="white")
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert "D3" in labels and not any("#" in x for x in labels)
+    ax.clear()
+    viz.plot_piano_roll(band, ax)  # 34..74: a wide range, so "auto" names the C, E and G rows
+    assert [t.get_text() for t in ax.get_yticklabels()][:4] == ["C2", "E2", "G2", "C3"]
+
+
+def test_piano_roll_in_beats_draws_bar_lines_at_multiples_of_the_bar(ax):
+    # 3/4 at 90 qpm, 4 steps per quarter: 10 bars of 3 quarters, notes of a dotted half each
+    m = Melody.from_notes(list(range(60, 70)), [12 * k for k in range(10)], [12 * k + 12 for k in range(10)],
+                          qpm=90, numerator=3, denominator=4)
+    viz.plot_piano_roll(m, ax, time_unit="beats")
+    assert bar_line_positions(ax) == [3.0 * k for k in range(1, 10)]
+    assert ax.get_xlim() == pytest.approx((0.0, 30.0))  # 120 steps = 30 quarter notes
+    starts = sorted(round(b.get_x(), 6) for b in bars(ax))
+    assert starts == [3.0 * k for k in range(10)]
+    assert "beats" in ax.get_xlabel()
+
+
+def test_piano_roll_bar_lines_follow_a_tempo_change(ax):
+    seq = note_seq.NoteSequence()
+    seq.tempos.add(time=0.0, qpm=120)   # 4 beats = 2 s
+    seq.tempos.add(time=2.0, qpm=60)    # then a beat per second
+    seq.time_signatures.add(time=0.0, numerator=2, denominator=4)
+    seq.notes.add(pitch=60, start_time=0.0, end_time=6.0, velocity=80)  # 4 + 4 = 8 beats
+    seq.total_time = 6.0
+    viz.plot_piano_roll(seq, ax, time_unit="beats")
+    assert bar_line_positions(ax) == [2.0, 4.0, 6.0]
+    assert [round(b.get_width(), 6) for b in bars(ax)] == [8.0]
+    ax.clear()
+    viz.plot_piano_roll(seq, ax, bar_lines=True)  # in seconds: bars of 2 beats are 1 s, then 2 s
+    assert bar_line_positions(ax) == [1.0, 2.0, 4.0]
+
+
+def test_piano_roll_in_seconds_has_no_bar_lines_by_default(ax, band):
+    viz.plot_piano_roll(band, ax)
+    assert bar_line_positions(ax) == [] and ax.get_xlabel() == "time (s)"
+
+
+def test_piano_roll_legend_inside_stays_within_the_axes(band):
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3))
+    try:
+        viz.plot_piano_roll(band, left, legend="inside")
+        fig.canvas.draw()
+        box = left.get_legend().get_window_extent()
+        assert box.x1 <= left.get_window_extent().x1 + 1 < right.get_window_extent().x0
+        viz.plot_piano_roll(band, right, legend=None)
+        assert right.get_legend() is None
+    finally:
+        plt.close(fig)
+
+
+def test_piano_roll_bad_options_raise_config_error(ax, band):
+    for kwargs in ({"time_unit": "bars"}, {"pitch_labels": "some"}, {"legend": "left"}):
+        with pytest.raises(ConfigError):
+            viz.plot_piano_roll(band, ax, **kwargs)
