@@ -26,7 +26,7 @@ HARMONIZE_FILES = ("harmonized.mid", "harmonized.wav", "harmonized.png")
 
 def register(subparsers) -> None:
     """Add ``harmonize`` to ``python -m labkit``."""
-    from labkit.polyphony.harmony_model import DEFAULT_HARMONY_TEMPERATURE
+    from labkit.polyphony.harmony import DEFAULT_HARMONY_TEMPERATURE   # light: numpy only, no JAX
 
     parser = subparsers.add_parser(
         "harmonize", help="set a melody in four parts (MIDI with four tracks, WAV, picture)",

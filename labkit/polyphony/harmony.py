@@ -48,6 +48,9 @@ HARMONY_VOICE_RANGES: dict[str, tuple[int, int]] = {"Soprano": (60, 79), "Alto":
                                                     "Bass": (40, 60)}
 #: A frame of ``voices`` where the voice is silent.
 VOICE_REST = -1
+#: Default sampling temperature of the chorale model (:mod:`labkit.polyphony.harmony_model`), here so that the
+#: command line can show it without importing JAX.
+DEFAULT_HARMONY_TEMPERATURE = 0.8
 #: Frames per quarter note: one frame is an eighth note.
 HARMONY_STEPS_PER_QUARTER = 2
 #: Frames from the bar line that bar positions tell apart (later ones count as the last): 16 eighths = 4/2.

@@ -60,7 +60,8 @@ from labkit._common import ConfigDict
 from labkit.checkpoint import load_checkpoint, save_checkpoint
 from labkit.errors import CheckpointError, ConfigError
 from labkit.models import kernels
-from labkit.polyphony.harmony import HARMONY_VOICE_RANGES, MAX_BAR_FRAMES, VOICE_REST, ChoraleSetting
+from labkit.polyphony.harmony import (DEFAULT_HARMONY_TEMPERATURE, HARMONY_VOICE_RANGES, MAX_BAR_FRAMES, VOICE_REST,
+                                      ChoraleSetting)
 
 #: Lowest and highest pitch of the voices' vocabulary (E1 .. E6); index 0 is a rest, index k pitch LOW + k - 1.
 HARMONY_LOW, HARMONY_HIGH = 28, 88
@@ -70,8 +71,6 @@ HARMONY_VOCAB = HARMONY_HIGH - HARMONY_LOW + 2
 HARMONY_WINDOW = 128
 #: Largest transposition of a training window, in semitones either way.
 HARMONY_AUGMENT_SEMITONES = 6
-#: Default sampling temperature.
-DEFAULT_HARMONY_TEMPERATURE = 0.8
 #: The file names of a chorale-model folder.
 HARMONY_MODEL_FILE, HARMONY_META_FILE = "model.npz", "model.json"
 
