@@ -463,8 +463,8 @@ class ConfigDict:
     """
 
     def to_dict(self) -> dict:
-        """The config as a JSON-ready dict."""
-        return dataclasses.asdict(self)
+        """The config as a JSON-ready dict (tuples become lists, as JSON reads them back)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
     def from_dict(cls, values: dict):

@@ -25,7 +25,7 @@ from labkit.polyphony.data import (NUM_KEYS, PICKLE_SPLITS, EmptySplitError, Pia
 from labkit.polyphony.models import PianoRollConfig, make_pianoroll_model, sample_frames
 from labkit.polyphony.train import PianoRollTrainConfig, evaluate_pianoroll, fit_pianoroll, load_pianoroll_model
 
-TINY = dict(hidden_size=8, nade_hidden=4)
+TINY = dict(hidden_size=8, key_hidden=4)
 
 
 def random_tunes(rng, num, low=48, high=72, min_len=4, max_len=30):
@@ -210,7 +210,29 @@ def numpy_nll_nade(model, rolls_batch):
     return nll
 
 
-@pytest.mark.parametrize("kind, by_hand", [("sigmoid", numpy_nll_sigmoid), ("nade", numpy_nll_nade)])
+def numpy_nll_made(model, rolls_batch):
+    """NLL per frame by hand: a loop over the keys; hidden unit d reads keys j <= d (K-1) // n, key k reads the
+    hidden units of degree < k (numpy, float64)."""
+    h, _ = model.rnn.states(jnp.asarray(rolls_batch))
+    h = np.asarray(h, np.float64)
+    f = lambda layer: h @ np.asarray(layer.kernel[...], np.float64) + np.asarray(layer.bias[...], np.float64)  # noqa
+    b, c = f(model.visible_bias), f(model.hidden_bias)
+    w_in, w_out = np.asarray(model.w_in[...], np.float64), np.asarray(model.w_out[...], np.float64)
+    direct = np.asarray(model.direct[...], np.float64)
+    keys, n = w_in.shape
+    degree = np.arange(n) * (keys - 1) // n
+    x = rolls_batch.astype(np.float64)
+    nll = np.zeros(x.shape[:2])
+    for k in range(keys):
+        hidden = np.maximum(c + x[..., :k] @ (w_in[:k] * (np.arange(k)[:, None] <= degree[None, :])), 0.0)
+        logit = b[..., k] + (hidden * (degree < k)) @ w_out[:, k] + x[..., :k] @ direct[k, :k]
+        p = 1.0 / (1.0 + np.exp(-logit))
+        nll -= x[..., k] * np.log(p) + (1 - x[..., k]) * np.log(1 - p)
+    return nll
+
+
+@pytest.mark.parametrize("kind, by_hand", [("sigmoid", numpy_nll_sigmoid), ("nade", numpy_nll_nade),
+                                           ("made", numpy_nll_made)])
 def test_the_loss_per_frame_by_hand_equals_the_library(kind, by_hand):
     rng = np.random.default_rng(5)
     model = perturbed(make_pianoroll_model(PianoRollConfig(model=kind, **TINY), 0))
@@ -228,7 +250,7 @@ def test_the_loss_per_frame_by_hand_equals_the_library(kind, by_hand):
     assert result["nats_per_frame"] == pytest.approx(expected / result["frames"], rel=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["sigmoid", "nade"])
+@pytest.mark.parametrize("kind", ["sigmoid", "nade", "made"])
 def test_the_probabilities_of_all_chords_sum_to_one(kind):
     keys = 6
     model = perturbed(make_pianoroll_model(PianoRollConfig(model=kind, num_keys=keys, **TINY), 0), seed=2)
@@ -239,9 +261,10 @@ def test_the_probabilities_of_all_chords_sum_to_one(kind):
     assert np.exp(-np.asarray(nll[:, -1], np.float64)).sum() == pytest.approx(1.0, abs=1e-5)
 
 
-def test_nade_draws_chords_with_the_probabilities_it_scores():
+@pytest.mark.parametrize("kind", ["nade", "made"])
+def test_key_by_key_models_draw_chords_with_the_probabilities_they_score(kind):
     keys = 3
-    model = perturbed(make_pianoroll_model(PianoRollConfig(model="nade", num_keys=keys, **TINY), 0), seed=3)
+    model = perturbed(make_pianoroll_model(PianoRollConfig(model=kind, num_keys=keys, **TINY), 0), seed=3)
     chords = np.array(list(itertools.product([0.0, 1.0], repeat=keys)), np.float32)
     p = np.exp(-np.asarray(model.frame_nll(jnp.asarray(chords[:, None]))[0][:, 0], np.float64))
     draws = np.asarray(sample_frames(model, 1, jax.random.key(0), num=4000))[:, 0]
@@ -250,7 +273,7 @@ def test_nade_draws_chords_with_the_probabilities_it_scores():
     assert np.abs(freq - p).max() < 0.035
 
 
-@pytest.mark.parametrize("kind", ["sigmoid", "nade"])
+@pytest.mark.parametrize("kind", ["sigmoid", "nade", "made"])
 def test_sampling_is_seeded_and_gives_binary_frames(kind):
     model = make_pianoroll_model(PianoRollConfig(model=kind, **TINY), 0)
     a = sample_frames(model, 5, jax.random.key(1), num=2)
@@ -365,11 +388,46 @@ def test_train_eval_generate_on_a_tiny_pickle(capsys, tmp_path, tiny_pickle):
     assert status == 0, err
     first = (gen / "pianoroll_001.mid").read_bytes()
     assert first[:4] == b"MThd" and (gen / "pianoroll_001.png").is_file()
+    assert (gen / "pianoroll_001.wav").read_bytes()[:4] == b"RIFF"          # sound by default
     assert json.loads((gen / "generation.json").read_text())["seed"] == 1
     status, _, err = run(capsys, "pianoroll", "generate", "--checkpoint", out, "--frames", 12, "--seed", 1,
-                         "--out", gen, "--audio", "--no-picture")
+                         "--out", gen, "--no-audio", "--no-picture")
     assert status == 0, err
-    assert (gen / "pianoroll_001.mid").read_bytes() == first and (gen / "pianoroll_001.wav").read_bytes()[:4] == b"RIFF"
+    assert (gen / "pianoroll_001.mid").read_bytes() == first and not (gen / "pianoroll_001.wav").exists()
+
+
+def test_generate_continues_a_primer_midi_file(capsys, tmp_path, tiny_pickle):
+    from labkit.encoding import piano_roll
+    from labkit.midi_io import read_midi, write_midi
+    from note_seq.protobuf import music_pb2
+
+    out = tmp_path / "run"
+    status, _, err = run(capsys, "pianoroll", "train", "--data", tiny_pickle, "--out", out, "--model", "sigmoid",
+                         "--steps", 2, "--quiet")
+    assert status == 0, err
+    primer = music_pb2.NoteSequence()
+    primer.tempos.add(qpm=120.0)
+    for i, pitches in enumerate([(60, 64, 67), (62, 65, 69), (59, 62, 67)]):     # three chords, a quarter each
+        for p in pitches:
+            primer.notes.add(pitch=p, velocity=80, start_time=0.5 * i, end_time=0.5 * (i + 1))
+    primer.total_time = 1.5
+    path = write_midi(primer, tmp_path / "primer.mid")
+    gen = tmp_path / "gen"
+    status, text, err = run(capsys, "pianoroll", "generate", "--checkpoint", out, "--frames", 10, "--seed", 2,
+                            "--out", gen, "--primer", path, "--no-audio", "--no-picture")
+    assert status == 0, err
+    assert "after a primer of 6" in text                       # three quarters, two frames (eighths) each
+    roll = piano_roll(read_midi(gen / "pianoroll_001.mid"), steps_per_quarter=2)
+    expected = piano_roll(primer, steps_per_quarter=2)
+    assert np.array_equal(roll[:6, 21:], expected[:6, 21:])     # the file begins with the primer, as written
+    assert json.loads((gen / "generation.json").read_text())["primer_frames"] == 6
+    silent = tmp_path / "silent.mid"
+    empty = music_pb2.NoteSequence()
+    empty.tempos.add(qpm=120.0)
+    write_midi(empty, silent)
+    status, _, err = run(capsys, "pianoroll", "generate", "--checkpoint", out, "--out", tmp_path / "g2",
+                         "--primer", silent)
+    assert status == 2 and err.count("\n") == 1 and "silent.mid" in err, err
 
 
 def test_every_bad_input_is_one_line_and_status_2(capsys, tmp_path, tiny_pickle):
@@ -414,3 +472,23 @@ def test_every_bad_input_is_one_line_and_status_2(capsys, tmp_path, tiny_pickle)
 
 def test_the_commands_errors_are_labkit_errors():
     assert issubclass(PianoRollFormatError, LabkitError) and issubclass(EmptySplitError, LabkitError)
+
+
+def test_the_clock_tells_the_lstm_where_each_frame_falls():
+    model = make_pianoroll_model(PianoRollConfig(model="sigmoid", clock_periods=(2, 3), **TINY), 0)
+    features = np.asarray(model.rnn.clock(jnp.array([0, 1, 5])))
+    by_hand = [[np.cos(2 * np.pi * (t % p) / p) for p in (2, 3)] + [np.sin(2 * np.pi * (t % p) / p) for p in (2, 3)]
+               for t in (0, 1, 5)]
+    assert np.allclose(features, by_hand, atol=1e-6)
+    # a window that starts 4 frames into its tune reads the clock from 4: the same LSTM input as the whole tune's
+    roll = (np.random.default_rng(8).random((1, 9, NUM_KEYS)) < 0.05).astype(np.float32)
+    whole, _ = model.frame_nll(jnp.asarray(roll))
+    _, carry = model.rnn.states(jnp.asarray(roll[:, :4]))
+    assert int(carry[2][0]) == 4
+    rest, _ = model.frame_nll(jnp.asarray(roll[:, 4:]), carry)
+    assert np.allclose(rest, whole[:, 4:], atol=1e-5)
+    # and the batches say where each window starts, so training sees the clock a whole tune would
+    batch = next(iter(pianoroll_batches([roll[0]], batch_size=3, seq_len=4, shuffle=False)))
+    assert batch["start"].tolist() == [0, 4, 8]
+    no_clock = make_pianoroll_model(PianoRollConfig(model="sigmoid", clock_periods=(), **TINY), 0)
+    assert no_clock.rnn.clock(jnp.array([3])).shape == (1, 0)

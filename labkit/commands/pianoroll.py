@@ -1,6 +1,6 @@
 """``python -m labkit pianoroll``: train, evaluate and sample piano-roll models (88 keys per frame).
 
-* ``pianoroll train --data FILE.pickle --out DIR [--model sigmoid|nade] [--minutes M | --steps N] [--seed S]``
+* ``pianoroll train --data FILE.pickle --out DIR [--model sigmoid|nade|made] [--minutes M | --steps N] [--seed S]``
   trains on the ``train`` split of a pickle in the Boulanger-Lewandowski layout (or ``--data chorales``: the
   corpus's Bach chorales, one eighth note per frame) with early stopping on ``valid``; writes
   ``DIR/checkpoint.npz`` (resumed when the command is run again with the same settings), ``DIR/best.npz`` and
@@ -8,9 +8,11 @@
 * ``pianoroll eval --data FILE.pickle --checkpoint DIR [--split test] [--json]``: negative log-likelihood per
   frame in nats (the sum over the 88 keys, averaged over every frame of the split); ``--json`` prints
   ``{"split": ..., "nats_per_frame": X, "frames": N}``.
-* ``pianoroll generate --checkpoint DIR --frames N --seed S --out DIR [--audio]``: ``pianoroll_001.mid``, a
-  piano-roll picture ``pianoroll_001.png`` (and ``pianoroll_001.wav``), ``generation.json``. Same seed, same
-  files. A frame lasts the data's stated step (an eighth note unless the checkpoint says otherwise).
+* ``pianoroll generate --checkpoint DIR --frames N --seed S --out DIR [--primer FILE.mid]``:
+  ``pianoroll_001.mid``, a piano-roll picture ``pianoroll_001.png``, its sound ``pianoroll_001.wav``, and
+  ``generation.json``. Same seed, same files. A frame lasts the data's stated step (an eighth note unless the
+  checkpoint says otherwise). ``--primer``: the model first reads a MIDI file (all its notes, on the same grid of
+  frames) and continues it; the written files hold the primer and its continuation.
 
 A bad file or setting gives one line naming it and exit status 2.
 
@@ -45,8 +47,10 @@ def register(subparsers) -> None:
     train.add_argument("--data", required=True, metavar="FILE.pickle",
                        help=f"a pickle in the Boulanger-Lewandowski layout, or {CHORALES!r} for the corpus's chorales")
     train.add_argument("--out", required=True, metavar="DIR", help="folder for checkpoint.npz, best.npz, training.json")
-    train.add_argument("--model", choices=("sigmoid", "nade"), default="nade",
-                       help="sigmoid: 88 independent sigmoids; nade: keys one after another (default: nade)")
+    train.add_argument("--model", choices=("sigmoid", "nade", "made"), default="made",
+                       help="sigmoid: 88 independent sigmoids; nade: keys one after another with a NADE (RNN-NADE, "
+                            "Boulanger-Lewandowski 2012); made: keys one after another with a MADE, faster and "
+                            "better (default: made)")
     limit = train.add_mutually_exclusive_group()
     limit.add_argument("--minutes", type=number(0, 10_000, low_open=True), default=None, metavar="M",
                        help="stop after M minutes of training (default: 30, when --steps is not given)")
@@ -86,9 +90,41 @@ def register(subparsers) -> None:
     generate.add_argument("--qpm", type=number(4, 1000, high_open=True), default=120.0,
                           help="tempo of the MIDI files, quarter notes per minute (default: 120)")
     generate.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    generate.add_argument("--primer", default=None, metavar="FILE.mid",
+                          help="a MIDI file the model reads first and continues (its notes, on the frame grid)")
     generate.add_argument("--no-picture", action="store_true", help="write no piano-roll PNG")
-    generate.add_argument("--audio", action="store_true", help="also write a WAV per roll (SoundFont rendering)")
+    generate.add_argument("--no-audio", action="store_true", help="write no WAV (SoundFont rendering)")
+    generate.add_argument("--audio", action="store_true", help=argparse_suppress())
     generate.set_defaults(func=_generate)
+
+
+def argparse_suppress():
+    """``--audio`` is kept for scripts written before WAV files became the default (it changes nothing)."""
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+def _primer_roll(path: str, steps_per_quarter: int):
+    """The piano roll ``[P, 88]`` of a primer MIDI file on the model's frame grid (a clear error if empty)."""
+    import numpy as np
+
+    from labkit.encoding import PIANO_MAX_PITCH, PIANO_MIN_PITCH, piano_roll
+    from labkit.errors import MidiValueError, NoNotesError
+    from labkit.midi_io import read_midi
+
+    sequence = read_midi(path)
+    notes = [n for n in sequence.notes if not n.is_drum]
+    if not notes:
+        raise NoNotesError("has no pitched notes to use as a primer", path)
+    outside = sorted({n.pitch for n in notes if not PIANO_MIN_PITCH <= n.pitch <= PIANO_MAX_PITCH})
+    if outside:
+        raise MidiValueError(f"has pitches outside the piano's 21..108 (e.g. {outside[0]}): the model cannot read them",
+                        path)
+    roll = piano_roll(sequence, steps_per_quarter=steps_per_quarter, min_pitch=PIANO_MIN_PITCH,
+                      max_pitch=PIANO_MAX_PITCH)
+    sounding = np.flatnonzero(roll.any(axis=1))
+    return roll[sounding[0]:sounding[-1] + 1].astype(np.float32)
 
 
 def _read_data(name: str):
@@ -173,13 +209,25 @@ def _generate(args) -> int:
     from labkit.polyphony.models import sample_frames
     from labkit.polyphony.train import load_pianoroll_model
 
+    from pathlib import Path
+
+    import numpy as np
+
     names = [f"pianoroll_{i + 1:03d}.{ext}" for i in range(args.num) for ext in ("mid", "png", "wav")]
-    check_output_folder(args.out, names + ["generation.json"], reads=[args.checkpoint])
+    check_output_folder(args.out, names + ["generation.json"],
+                        reads=[args.checkpoint] + ([args.primer] if args.primer else []))
     model, config, meta = load_pianoroll_model(args.checkpoint)
     if config.num_keys != NUM_KEYS:
         raise ConfigError(f"the model has {config.num_keys} keys, not a piano's {NUM_KEYS}: nothing to write as MIDI")
     steps_per_quarter = int((meta.get("data") or {}).get("steps_per_quarter", CHORALE_STEPS_PER_QUARTER))
-    rolls = jax.device_get(sample_frames(model, args.frames, jax.random.key(args.seed), num=args.num))
+    primer = _primer_roll(args.primer, steps_per_quarter) if args.primer else None
+    rolls = jax.device_get(sample_frames(model, args.frames, jax.random.key(args.seed), num=args.num,
+                                         primer=None if primer is None else primer[None]))
+    for old in Path(args.out).glob("pianoroll_[0-9][0-9][0-9].*"):   # a re-run replaces the whole set
+        if old.suffix in (".mid", ".png", ".wav") and old.is_file():
+            old.unlink()
+    if primer is not None:
+        rolls = np.concatenate([np.broadcast_to(primer, (len(rolls),) + primer.shape), rolls], axis=1)
     written = []
     for i, roll in enumerate(rolls):
         sequence = piano_roll_to_sequence(roll > 0.5, steps_per_quarter=steps_per_quarter, qpm=args.qpm,
@@ -190,15 +238,18 @@ def _generate(args) -> int:
             png = _picture(sequence, os.path.join(args.out, f"pianoroll_{i + 1:03d}.png"), f"{config.model} model, "
                            f"seed {args.seed}")
         wav = None
-        if args.audio:
+        if not args.no_audio:
             from labkit import audio
 
             wav = audio.write_wav(os.path.join(args.out, f"pianoroll_{i + 1:03d}.wav"), audio.render(sequence))
         written.append((midi, png, wav, len(sequence.notes)))
         extra = ", ".join(display_name(p) for p in (png, wav) if p)
         print(f"{display_name(midi)}: {len(sequence.notes)} notes, {args.frames} frames"
+              + (f" after a primer of {len(primer)}" if primer is not None else "")
               + (f" (+ {extra})" if extra else ""))
     settings = {"checkpoint": display_name(args.checkpoint), "frames": args.frames, "num": args.num,
+                "primer": display_name(args.primer) if args.primer else None,
+                "primer_frames": 0 if primer is None else len(primer),
                 "seed": args.seed, "qpm": args.qpm, "steps_per_quarter": steps_per_quarter, "model": config.model,
                 "files": [{"midi": display_name(m), "png": display_name(p) if p else None,
                            "wav": display_name(w) if w else None, "notes": n} for m, p, w, n in written]}

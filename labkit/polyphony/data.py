@@ -301,16 +301,18 @@ def pianoroll_batches(rolls: list[np.ndarray], *, batch_size: int, seq_len: int,
     random shift in ``-augment_semitones..augment_semitones`` that keeps its notes on the keyboard
     (:func:`transposition_range`). All draws come from ``numpy.random.default_rng([seed, epoch])``.
 
-    Yields ``{"frames": float32 [B, L, K], "previous": float32 [B, K], "mask": float32 [B, L]}`` with
-    ``B = batch_size``, ``L = seq_len`` and ``K`` the rolls' keys (88): ``previous`` is the frame before the
-    window (zeros at a tune's start), ``mask`` is 1 on real frames; short windows and the last batch's missing
-    rows are zero padding.
+    Yields ``{"frames": float32 [B, L, K], "previous": float32 [B, K], "start": int32 [B], "mask": float32
+    [B, L]}`` with ``B = batch_size``, ``L = seq_len`` and ``K`` the rolls' keys (88): ``previous`` is the
+    frame before the window (zeros at a tune's start), ``start`` the index of the window's first frame in its
+    tune, ``mask`` is 1 on real frames; short windows and the last batch's missing rows are zero padding.
 
     Example:
         >>> rolls = [np.ones((5, 88), np.float32), np.ones((3, 88), np.float32)]
         >>> b = list(pianoroll_batches(rolls, batch_size=4, seq_len=4, shuffle=False))
         >>> len(b), b[0]["frames"].shape, b[0]["mask"].sum(axis=1).tolist(), float(b[0]["previous"][1].sum())
         (1, (4, 4, 88), [4.0, 1.0, 3.0, 0.0], 88.0)
+        >>> b[0]["start"].tolist()
+        [0, 4, 0, 0]
 
     Notebook: 08_polyphony.ipynb
     """
@@ -332,7 +334,9 @@ def pianoroll_batches(rolls: list[np.ndarray], *, batch_size: int, seq_len: int,
         frames = np.zeros((batch_size, seq_len, keys), np.float32)
         previous = np.zeros((batch_size, keys), np.float32)
         mask = np.zeros((batch_size, seq_len), np.float32)
+        starts = np.zeros(batch_size, np.int32)
         for row, (i, start, end) in enumerate(windows[first:first + batch_size]):
+            starts[row] = start
             piece = rolls[i][max(start - 1, 0):end]
             if augment_semitones:
                 low, high = transposition_range(piece, augment_semitones)
@@ -341,7 +345,7 @@ def pianoroll_batches(rolls: list[np.ndarray], *, batch_size: int, seq_len: int,
                 previous[row], piece = piece[0], piece[1:]
             frames[row, :end - start] = piece
             mask[row, :end - start] = 1.0
-        yield {"frames": frames, "previous": previous, "mask": mask}
+        yield {"frames": frames, "previous": previous, "start": starts, "mask": mask}
 
 
 def count_frames(rolls: list[np.ndarray]) -> int:

@@ -131,7 +131,8 @@ class PianoRollTrainConfig(ConfigDict):
 def pianoroll_train_step(graphdef, rest, tx, params, opt_state, batch, key, learning_rate):
     """One optimizer step (pure; :func:`fit_pianoroll` jit-compiles it).
 
-    ``batch``: ``{"frames": [B, T, K], "previous": [B, K], "mask": [B, T]}`` (:func:`pianoroll_batches`);
+    ``batch``: ``{"frames": [B, T, K], "previous": [B, K], "start": [B], "mask": [B, T]}``
+    (:func:`pianoroll_batches`);
     ``key``: this step's dropout key (``None``: none). Returns ``(params, opt_state, stats)`` with the sums
     ``stats = {"nll": nats, "frames": real frames}`` of the batch.
 
@@ -139,8 +140,8 @@ def pianoroll_train_step(graphdef, rest, tx, params, opt_state, batch, key, lear
     """
     def loss_fn(p):
         model = nnx.merge(graphdef, p, rest)
-        carry = model.init_carry(batch["frames"].shape[0])
-        carry = (carry[0], batch["previous"])
+        carry = model.init_carry(batch["frames"].shape[0], batch["start"])
+        carry = (carry[0], batch["previous"], carry[2])
         nll, _ = model.frame_nll(batch["frames"], carry, deterministic=key is None, key=key)
         total, count = jnp.sum(nll * batch["mask"]), jnp.sum(batch["mask"])
         return total / jnp.maximum(count, 1.0), {"nll": total, "frames": count}
