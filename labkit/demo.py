@@ -13,6 +13,10 @@ Each stage adds a section to ``out/report.md`` and writes its files beside it:
    tune, as MIDI, WAV and piano-roll PNG in ``out/generated/``, with the sampling settings.
 4. style: the shipped style model's index of the generated melodies beside real held-out
    tunes, on the bipolar axis (``style_axis.png``; :mod:`labkit.style.demo`).
+5. generation to order: the shipped conditioned model (:mod:`labkit.conditioned`) writes a few whole
+   tunes per style asked for (default: the five main styles), each in its style's typical metre and key,
+   into ``to_order/<style>/``; the report gives per style how often the style model's verdict is that
+   style and the judge's overlap areas with the style's real test tunes (:mod:`labkit.judge`).
 
 With ``LABKIT_FAST=1`` (or ``quick=True``) every stage shrinks to seconds.
 
@@ -133,6 +137,8 @@ class DemoSettings:
         hidden_size, num_layers: the from-scratch model.
         learning_rate: peak learning rate (``None``: 5e-4 to fine-tune, 3e-3 from scratch).
         num, length, temperature, top_k, top_p: generation (see :func:`labkit.generate.generate_melodies`).
+        order_styles, order_num, order_max_steps: generation to order: the styles asked for, tunes per style,
+            the cap of a tune in steps; order_real: real test tunes per style the judge compares with.
         primer_steps: steps of the test tune that prime the generation.
         audio: render WAV files.
         progress: show a progress bar while training.
@@ -157,6 +163,10 @@ class DemoSettings:
     audio: bool = True
     progress: bool = True
     quick: bool = False
+    order_styles: tuple = ("chinese", "chorale", "fiddle", "german", "irish")
+    order_num: int = 4
+    order_max_steps: int = 1024
+    order_real: int = 100
 
 
 def demo_settings(*, train: bool = False, quick: bool | None = None, **overrides) -> DemoSettings:
@@ -178,7 +188,8 @@ def demo_settings(*, train: bool = False, quick: bool | None = None, **overrides
         values.update(eval_every=50)
     if quick:
         values.update(steps=3, batch_size=4, seq_len=32, eval_every=3, max_tunes=24, hidden_size=32,
-                      num=2, length=32, progress=False, quick=True)
+                      num=2, length=32, progress=False, quick=True, order_styles=("irish", "chinese"),
+                      order_num=2, order_max_steps=192, order_real=12)
     values.update({k: v for k, v in overrides.items() if v is not None})
     return DemoSettings(**values)
 
@@ -330,6 +341,71 @@ def generation_stage(report: Report, model, settings: DemoSettings, test_set, *,
     return records
 
 
+def to_order_stage(report: Report, settings: DemoSettings, *, seed: int = 0) -> list[dict]:
+    """Whole tunes to order from the shipped conditioned model, judged per style (report section 5).
+
+    Returns one record per style: ``{"style", "meter", "key", "tunes", "ended", "agreement", "median_overlap",
+    "min_overlap", "min_feature"}`` (an empty list when the shipped conditioned model is missing).
+    """
+    from labkit.conditioned import load_conditioned_model, parse_key, sample_to_order
+    from labkit.errors import LabkitError
+    from labkit.generate import write_outputs
+    from labkit.judge import compare_sets, corpus_paths, read_tunes, style_verdicts, tune_features
+    from labkit.style.model import load_style_model
+
+    report.section("5. Generation to order")
+    try:
+        model, _, encoding, meta = load_conditioned_model()
+    except LabkitError as exc:
+        report.add(f"Skipped: {exc}")
+        return []
+    style_model = load_style_model()
+    records = []
+    for index, style in enumerate(settings.order_styles):
+        typical = meta.get("typical", {}).get(style)
+        if typical is None or style not in encoding.styles:
+            report.add(f"- {style}: the conditioned model does not know this style; skipped.")
+            continue
+        tunes = sample_to_order(model, encoding, style=style, meter=typical["meter"], key=parse_key(typical["key"]),
+                                num=settings.order_num, max_steps=settings.order_max_steps,
+                                temperature=settings.temperature, seed=seed + index)
+        folder = report.out / "to_order" / style
+        write_outputs([m for m, _ in tunes], folder, settings={"style": style, **typical, "seed": seed + index})
+        generated, _, sequences = read_tunes([folder], with_sequences=True)
+        real, _ = read_tunes(corpus_paths(style)[:settings.order_real])
+        verdicts = style_verdicts(sequences, style_model, style if style in style_model.styles else None)
+        overlaps = {}
+        if generated and len(real) >= 2:
+            compared = compare_sets([tune_features(m) for m in generated], [tune_features(m) for m in real])
+            overlaps = {k: v["overlap"] for k, v in compared.items() if v["overlap"] is not None}
+        worst = min(overlaps, key=overlaps.get) if overlaps else None
+        records.append({"style": style, "meter": typical["meter"], "key": typical["key"], "tunes": len(tunes),
+                        "ended": sum(info["ended"] for _, info in tunes),
+                        "agreement": verdicts["shares"].get(style) if verdicts["scored"] else None,
+                        "median_overlap": float(np.median(list(overlaps.values()))) if overlaps else None,
+                        "min_overlap": overlaps.get(worst), "min_feature": worst})
+    report.add(f"The shipped conditioned model (`labkit/assets/melody_conditioned.npz`) asked for {settings.order_num} "
+               f"whole tunes per style, each in its style's typical metre and key, temperature {settings.temperature:g}, "
+               f"at most {settings.order_max_steps} steps; nothing selected afterwards. *Agrees*: the share of the "
+               "tunes the shipped style model calls the style asked for; *overlap*: the judge's overlap area "
+               f"(Yang and Lerch 2018) with the style's first {settings.order_real} real test tunes, median and "
+               "smallest over the features. Files in `to_order/<style>/`. The full measurement (50 tunes per style): "
+               "`benchmarks/conditioned_table.py`.", "")
+
+    def pct(x):
+        return "-" if x is None else f"{x:.0%}"
+
+    def num(x):
+        return "-" if x is None else f"{x:.2f}"
+
+    report.table(["style asked for", "metre, key", "tunes (ended)", "style model agrees", "median overlap",
+                  "min overlap (feature)"],
+                 [[r["style"], f"{r['meter']}, {r['key']}", f"{r['tunes']} ({r['ended']})", pct(r["agreement"]),
+                   num(r["median_overlap"]), f"{num(r['min_overlap'])} ({r['min_feature'] or '-'})"]
+                  for r in records])
+    return records
+
+
 def run(out: str | Path = "out", *, seed: int = 0, train: bool = False, style: str = DEFAULT_STYLE,
         quick: bool | None = None, **overrides) -> Path:
     """Run every stage of the demo and write ``out/report.md``; returns its path.
@@ -346,6 +422,12 @@ def run(out: str | Path = "out", *, seed: int = 0, train: bool = False, style: s
     out.mkdir(parents=True, exist_ok=True)
     report = Report(out)
     settings = demo_settings(train=train, quick=quick, **overrides)
+    from labkit.conditioned import CONDITIONED_STYLES
+    from labkit.errors import ConfigError
+
+    unknown = [s for s in settings.order_styles if s not in CONDITIONED_STYLES]
+    if unknown:
+        raise ConfigError(f"unknown style {unknown[0]!r}; choose among {', '.join(CONDITIONED_STYLES)}", "--to-order")
     started = time.perf_counter()
     times = {}
     corpus_stage(report, seed=seed)
@@ -358,6 +440,8 @@ def run(out: str | Path = "out", *, seed: int = 0, train: bool = False, style: s
 
     style_stage(report, out / "generated", target=style, seed=seed)
     times["style"] = time.perf_counter() - started - sum(times.values())
+    to_order_stage(report, settings, seed=seed)
+    times["to order"] = time.perf_counter() - started - sum(times.values())
     report.section("Run")
     report.add(f"Whole demo: {time.perf_counter() - started:.0f} s ("
                + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) + ")"

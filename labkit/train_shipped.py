@@ -15,6 +15,11 @@ The recipe:
 * validation (for early stopping): the first ``seq_len * 2`` events of each valid tune, unaltered;
 * test: every test tune whole, scored by :func:`labkit.train.split_scores`.
 
+``python -m labkit.train_shipped --conditioned`` trains the second shipped model,
+``labkit/assets/melody_conditioned.npz`` (:func:`labkit.conditioned.train_conditioned_model`): the same
+LSTM with style, metre and key tokens, bar lines and an end, that ``generate --style/--meter/--key``
+uses; ``make model`` trains both.
+
 The figures (bits per event, bits per note) are those of :func:`labkit.train.split_scores`;
 the data sources are :func:`labkit.train.train_source` and :func:`labkit.train.valid_source`.
 
@@ -140,13 +145,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m labkit.train_shipped",
                                      description="Train the melody LSTM that ships with labkit.")
     parser.add_argument("--out", default=None,
-                        help="path without suffix for the .npz and .json (default: labkit/assets/melody_lstm)")
+                        help="path without suffix for the .npz and .json (default: labkit/assets/melody_lstm, "
+                             "with --conditioned labkit/assets/melody_conditioned)")
+    parser.add_argument("--conditioned", action="store_true",
+                        help="train the conditioned model (style, metre, key; whole tunes) instead")
     parser.add_argument("--steps", type=_steps, default=None, metavar="N",
-                        help=f"optimizer steps, 1..{MAX_STEPS} (default: {SHIPPED_TRAIN.num_steps})")
+                        help=f"optimizer steps, 1..{MAX_STEPS} (default: {SHIPPED_TRAIN.num_steps}; "
+                             "conditioned: 2000)")
     parser.add_argument("--workdir", default=None, help="keep checkpoints here so an interrupted run resumes")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    cfg = SHIPPED_TRAIN
+    from labkit.conditioned import CONDITIONED_TRAIN, train_conditioned_model
+
+    cfg = CONDITIONED_TRAIN if args.conditioned else SHIPPED_TRAIN
     if args.steps is not None:
         cfg = dataclasses.replace(cfg, num_steps=args.steps)
     if args.no_progress:
@@ -154,7 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     from labkit.errors import LabkitError
 
     try:
-        doc = train_shipped_model(args.out, train_config=cfg, workdir=args.workdir)
+        if args.conditioned:
+            doc = train_conditioned_model(args.out, train_config=cfg, workdir=args.workdir)
+        else:
+            doc = train_shipped_model(args.out, train_config=cfg, workdir=args.workdir)
     except LabkitError as exc:
         print(f"labkit: {exc}", file=sys.stderr)
         return 2
@@ -163,6 +177,12 @@ def main(argv: list[str] | None = None) -> int:
                  else "; nothing was saved (use --workdir DIR to be able to resume)")
         print(f"labkit: interrupted{where}", file=sys.stderr)
         return 130
+    if args.conditioned:
+        test, base = doc["scores"]["test_folk"], (doc["unconditioned"] or {}).get("test_folk")
+        print(f"trained {doc['steps_run']} steps in {doc['train_seconds']:.0f} s; folk test tunes: "
+              f"{test['bits_per_event']:.3f} bits/event ({test['bits_per_event_all']:.3f} with bar lines and end)"
+              + (f"; unconditioned model {base['bits_per_event']:.3f}" if base else ""))
+        return 0
     test = doc["scores"]["test"]
     print(f"trained {doc['steps_run']} steps in {doc['train_seconds']:.0f} s; test: "
           f"{test['bits_per_event']:.3f} bits/event, {test['bits_per_note']:.3f} bits/note")

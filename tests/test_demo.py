@@ -31,7 +31,8 @@ def quick_demo(tmp_path_factory):
 def test_quick_demo_writes_the_report_and_files(quick_demo):
     out = quick_demo
     report = (out / "report.md").read_text()
-    for heading in ("## 1. The corpus", "## 2. The model", "## 3. Generated melodies", "## Run"):
+    for heading in ("## 1. The corpus", "## 2. The model", "## 3. Generated melodies", "## 5. Generation to order",
+                    "## Run"):
         assert heading in report
     for name in ("corpus_distributions.png", "example_tune.mid", "example_tune.wav", "model.npz",
                  "model_training.png", "generated/generation.json"):
@@ -63,6 +64,30 @@ def test_quick_demo_model_is_a_loadable_checkpoint(quick_demo):
     logits = model(np.zeros((1, 5), np.int32))
     assert logits.shape == (1, 5, config.vocab_size)
     assert np.isfinite(np.asarray(logits)).all()
+
+
+def test_quick_demo_generates_to_order_and_judges_each_style(quick_demo):
+    report = (quick_demo / "report.md").read_text()
+    assert "## 5. Generation to order" in report
+    section = report.split("## 5. Generation to order")[1].split("## Run")[0]
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("| ").split("|")]
+            for line in section.splitlines() if line.startswith(("| irish |", "| chinese |"))}
+    assert set(rows) == {"irish", "chinese"}
+    for style, cells in rows.items():
+        assert cells[2].startswith("2 (")                                   # two tunes asked for
+        assert cells[3].endswith("%") and 0 <= int(cells[3][:-1]) <= 100   # the style model's agreement
+        assert 0 <= float(cells[4]) <= 1                                     # median overlap
+        files = sorted((quick_demo / "to_order" / style).glob("melody_*.mid"))
+        assert len(files) == 2
+        seq = read_midi(files[0])
+        assert seq.time_signatures[0].numerator in (2, 3, 4, 6) and len(seq.key_signatures) == 1
+
+
+def test_demo_refuses_an_unknown_style_to_order(tmp_path, capsys):
+    assert cli.main(["demo", "--out", str(tmp_path / "d"), "--quick", "--to-order", "klezmer"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("labkit: --to-order: unknown style 'klezmer'")
+    assert not (tmp_path / "d" / "report.md").exists()
 
 
 def test_demo_refuses_an_unusable_out_before_any_work(tmp_path, capsys):

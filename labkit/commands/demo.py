@@ -31,6 +31,9 @@ def register(subparsers) -> None:
                         help=f"steps per generated melody after the primer, 1..{MAX_GENERATED_STEPS} (default: 128)")
     parser.add_argument("--temperature", type=temperature, default=None,
                         help="sampling temperature, 0.001..1000 (default: 0.8)")
+    parser.add_argument("--to-order", nargs="+", default=None, metavar="STYLE",
+                        help="styles the generation-to-order stage asks for (default: chinese chorale fiddle "
+                             "german irish)")
     parser.add_argument("--quick", action="store_true", help="tiny settings, seconds (as LABKIT_FAST=1)")
     parser.set_defaults(func=_run)
 
@@ -40,6 +43,7 @@ def _run(args) -> int:
 
     path = demo.run(args.out, seed=args.seed, train=args.train, style=args.style or demo.DEFAULT_STYLE,
                     quick=True if args.quick else None, steps=args.steps, num=args.num, length=args.length,
-                    temperature=args.temperature)
+                    temperature=args.temperature,
+                    order_styles=tuple(args.to_order) if args.to_order else None)
     print(f"report written to {path}")
     return 0

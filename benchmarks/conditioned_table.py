@@ -1,0 +1,129 @@
+"""Generation to order, measured: the table of issue 18, item 3.
+
+For each of the five main styles (``labkit.style.experiments.FIVE_STYLES``) the shipped conditioned
+model (``labkit/assets/melody_conditioned.npz``) writes ``--num`` whole tunes in the style's typical
+metre and key (the most common ones of its training tunes, as ``generate --style`` chooses them), with
+``generate``'s sampling settings (temperature 0.8, no top-k/top-p), one seed per style. Nothing is
+selected or reranked: every tune written is judged. Then ``labkit.judge.judge_paths(..., style=STYLE)``
+(what ``python -m labkit judge --generated DIR --style STYLE --json`` prints) gives
+
+* **agreement**: the share of the generated tunes whose style-model verdict is the requested style
+  (target >= 90%; the real test tunes' own share is given beside it);
+* **typicality**: the median typicality of the generated tunes against the interquartile range of the
+  real test tunes' typicality (target: inside);
+* **min overlap**: the smallest overlap area over every judge feature, and that feature (target >= 0.7);
+
+and the cross-entropy column is the one of ``melody_conditioned.json``: bits per melody event on the
+folk styles' test tunes, conditioned against the unconditioned shipped model on the same events.
+
+Usage::
+
+    nice -n 10 .venv/bin/python benchmarks/conditioned_table.py --num 50 --out out/conditioned_table
+
+Notebook: 09_judging_generated_music.ipynb
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def real_typicality(style: str, model) -> tuple[np.ndarray, float]:
+    """Typicality of every readable real test tune of ``style``, and the share the style model gives to ``style``."""
+    from labkit.errors import LabkitError
+    from labkit.judge import corpus_paths
+    from labkit.midi_io import read_midi
+    from labkit.style.scoring import melody_from_sequence, score_melodies
+
+    melodies = []
+    for path in corpus_paths(style):
+        try:
+            melodies.append(melody_from_sequence(read_midi(path)))
+        except LabkitError:
+            continue
+    records = score_melodies(model, melodies, style)
+    typical = np.array([r["typicality"] for r in records])
+    return typical, float(np.mean([r["style"] == style for r in records]))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--num", type=int, default=50, help="tunes per style (default 50)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--temperature", type=float, default=0.8)
+    parser.add_argument("--styles", nargs="+", default=None, help="default: the five main styles")
+    parser.add_argument("--checkpoint", default=None, help="default: the shipped conditioned model")
+    parser.add_argument("--out", default="out/conditioned_table", help="where the tunes and table.json go")
+    args = parser.parse_args(argv)
+
+    from labkit.conditioned import load_conditioned_model, parse_key, sample_to_order, shipped_conditioned_path
+    from labkit.generate import write_outputs
+    from labkit.judge import judge_paths
+    from labkit.style.experiments import FIVE_STYLES
+    from labkit.style.model import load_style_model
+
+    styles = args.styles or list(FIVE_STYLES)
+    model, _, encoding, meta = load_conditioned_model(args.checkpoint)
+    doc_path = (Path(args.checkpoint) if args.checkpoint else shipped_conditioned_path()).with_suffix(".json")
+    doc = json.loads(doc_path.read_text()) if doc_path.is_file() else {}
+    cond_bits = doc.get("scores", {}).get("test_folk", {}).get("bits_per_event")
+    base_bits = ((doc.get("unconditioned") or {}).get("test_folk") or {}).get("bits_per_event")
+    style_model = load_style_model()
+    out = Path(args.out)
+    rows = []
+    for index, style in enumerate(styles):
+        started = time.perf_counter()
+        typical = meta["typical"][style]
+        tunes = sample_to_order(model, encoding, style=style, meter=typical["meter"], key=parse_key(typical["key"]),
+                                num=args.num, temperature=args.temperature, seed=args.seed + index)
+        folder = out / style
+        write_outputs([m for m, _ in tunes], folder, settings={"style": style, **typical, "seed": args.seed + index,
+                                                               "temperature": args.temperature})
+        report = judge_paths([folder], style=style, model=style_model)
+        verdicts = report["style_verdicts"]
+        real_typ, real_agree = real_typicality(style, style_model)
+        q1, q3 = (float(x) for x in np.percentile(real_typ, [25, 75]))
+        overlaps = {name: f["overlap"] for name, f in report["features"].items() if f["overlap"] is not None}
+        worst = min(overlaps, key=overlaps.get)
+        median_typ = verdicts["median_typicality"]
+        rows.append({
+            "style": style, "meter": typical["meter"], "key": typical["key"], "tunes": report["generated"],
+            "ended": float(np.mean([info["ended"] for _, info in tunes])),
+            "bars": float(np.mean([m.num_steps / encoding.bar_steps(typical["meter"]) for m, _ in tunes])),
+            "agreement": verdicts["shares"][style], "real_agreement": real_agree,
+            "median_typicality": median_typ, "real_iqr": [q1, q3], "typicality_in_iqr": q1 <= median_typ <= q3,
+            "min_overlap": overlaps[worst], "min_overlap_feature": worst, "overlaps": overlaps,
+            "seconds": round(time.perf_counter() - started, 1)})
+        print(f"{style}: done in {rows[-1]['seconds']} s", file=sys.stderr)
+    result = {"rows": rows, "bits_per_event": {"conditioned": cond_bits, "unconditioned": base_bits},
+              "num": args.num, "seed": args.seed, "temperature": args.temperature}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "table.json").write_text(json.dumps(result, indent=1) + "\n")
+    print(format_table(result))
+    return 0
+
+
+def format_table(result: dict) -> str:
+    """The Markdown table of :func:`main`'s result."""
+    bits = result["bits_per_event"]
+    ce = (f"{bits['conditioned']:.3f} vs {bits['unconditioned']:.3f}"
+          if bits["conditioned"] is not None and bits["unconditioned"] is not None else "-")
+    lines = ["| style | metre, key | tunes (ended) | agreement (real) | median typicality (real IQR) | "
+             "min overlap (feature) | test bits/event cond. vs uncond. |",
+             "|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        q1, q3 = r["real_iqr"]
+        lines.append(f"| {r['style']} | {r['meter']}, {r['key']} | {r['tunes']} ({r['ended']:.0%}, "
+                     f"{r['bars']:.1f} bars) | {r['agreement']:.0%} ({r['real_agreement']:.0%}) | "
+                     f"{r['median_typicality']:.3f} ({q1:.3f}-{q3:.3f}){'' if r['typicality_in_iqr'] else ' OUT'} | "
+                     f"{r['min_overlap']:.2f} ({r['min_overlap_feature']}) | {ce} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,752 @@
+"""Generation to order: a melody model conditioned on style, metre and key that writes whole tunes.
+
+folk-rnn (B. L. Sturm, J. F. Santos, O. Ben-Tal and I. Korshunova, "Music transcription modelling and
+composition using deep learning", CSMC 2016) learns tunes as token sequences that begin with the
+metre and the key (``M:6/8 K:Dmaj``), mark every bar line and end with an end token: asked for a
+metre and a key, it writes a whole tune, bar by bar, and stops by itself. This module does the same
+with the course's event tokens (:class:`labkit.encoding.MelodyEncoding`: ``0`` hold, ``1`` note-off,
+``2 + pitch - 21`` note-on), adding the corpus's style labels as a third condition.
+
+**Tokens** (:class:`ConditionedEncoding`). The first ``90`` tokens are exactly the melody tokens, then::
+
+    BAR1 ... BAR64  END  BEGIN  <style> ... <meter> ... <meter ?>  <key C major> ... <key B minor>
+
+A tune is ``[style, meter, key, BEGIN, BAR1, e0, e1, ..., BAR2, ..., e_n, END]``: the three
+conditioning tokens (the *prefix*), ``BEGIN``, then the melody's events with a bar line before
+every bar's first step (bars start at step 0: the corpus pads a pickup with a rest; a bar lasts
+``numerator * 4 / denominator`` quarters), then ``END``. The bar-line token carries the bar's
+number (:data:`NUMBERED_BARS` of them, the last one for every later bar): folk-rnn's tunes are
+learned whole, ours in windows of ``seq_len`` tokens, and a numbered bar line tells a window where
+in the tune it is, so that the model learns where phrases cadence and when a tune ends (after 8,
+16, 32 bars), which a plain bar line cut out of context cannot tell it.
+
+Two options, off in the shipped model because they measured worse (``benchmarks/conditioned_table.py``,
+50 tunes per style): ``restate_bars = k`` states the three conditioning tokens again after every
+``k``-th bar line (inputs only, never targets; forced when sampling), so that a long tune need not
+carry its style in the LSTM's state longer than a training window did; and ``STYLE_BALANCE`` draws
+training windows with weight ``n_style ** -balance`` per tune, so that the small styles (chorales,
+fiddle tunes) are not drowned by the German songs. Trained together (``k = 4``, ``balance = 0.5``),
+they raised the style model's agreement for Irish (60% -> 88%), Chinese and chorale tunes, but most
+tunes no longer ended by themselves (8% to 86% per style, against 94% to 100%) and ran far longer than
+real ones, so the overlap of the note count and the typicality fell. A tune whose metre is missing or rare
+gets the metre token ``?`` and no bar lines. Keys are a tonic and major/minor (24 tokens; the
+church modes of the manifest go by the quality of their third: dorian -> minor, mixolydian -> major).
+
+Why a prefix and not a conditioning vector: the model stays the course's plain
+:class:`labkit.models.MelodyLSTM` (only ``vocab_size`` grows, so checkpoints, training and the
+kernels are reused unchanged), the prefix can be read in a token listing, and it is folk-rnn's own
+design. Training windows (``seq_len`` tokens) are cut anywhere in the tune and the prefix is put in
+front of every window, so the model always sees what it is asked for; ``BEGIN`` tells a window
+that starts with the tune from one cut in the middle. The prefix's own tokens are inputs, never
+targets (their mask is 0). Transposition augmentation moves the key token with the melody.
+
+**Sampling** (:func:`sample_to_order`) feeds the prefix and ``BEGIN``, then draws token after
+token (temperature, top-k, top-p as :mod:`labkit.sample`) in one compiled ``lax.scan``, with
+the grammar enforced, not left to chance: where a bar is full only ``BAR`` or ``END`` may come, and
+``BAR`` nowhere else (so bar lines always fall where the metre puts them), conditioning tokens and ``BEGIN`` are
+never drawn, and the tune stops at the first ``END`` (or at the length cap, reported as not
+ended). Nothing is selected or reranked afterwards.
+
+**The shipped model** (``labkit/assets/melody_conditioned.npz`` and ``.json``, trained by
+:func:`train_conditioned_model`, ``make model``) learns every corpus style (the folk styles and the
+chorale sopranos); its ``.json`` records the test-split cross-entropy next to the unconditioned
+shipped model's on the same tunes (bits per melody event; the conditioned model is also charged
+for its ``BAR``/``END`` tokens in ``bits_per_event_all``), and each style's typical metre and key
+(the defaults of ``generate --style``).
+
+Notebook: 09_judging_generated_music.ipynb
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import re
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from labkit._common import KEY_TONIC_NAMES, MAX_SEED, atomic_write
+from labkit.data import MelodySet, pad_batch
+from labkit.encoding import MelodyEncoding
+from labkit.errors import CheckpointError, ConfigError, EncodingError
+from labkit.melody import DEFAULT_QPM, Melody
+from labkit.models import ModelConfig
+from labkit.train import AUGMENT_SEMITONES, TrainConfig
+
+#: Every style label of the corpus, the conditions the shipped model knows.
+CONDITIONED_STYLES: tuple[str, ...] = ("chinese", "chorale", "fiddle", "german", "irish", "lorraine",
+                                       "luxembourg", "scottish")
+#: Metres with a token (each at least 7 tunes in the corpus); any other metre gets the token ``?``.
+CONDITIONED_METERS: tuple[str, ...] = ("2/4", "3/4", "4/4", "2/2", "3/8", "6/8", "9/8", "12/8", "6/4", "3/2",
+                                       "4/2", "4/1", "3/1", "6/2")
+UNKNOWN_METER = "?"
+#: Modes of the manifest's keys, by the quality of their third.
+MODE_QUALITY = {"major": "major", "ionian": "major", "mixolydian": "major", "lydian": "major",
+                "minor": "minor", "aeolian": "minor", "dorian": "minor", "phrygian": "minor",
+                "locrian": "minor"}
+#: Bar-line tokens: ``BAR1`` .. ``BAR64`` (every bar after the 63rd gets the last one).
+NUMBERED_BARS = 64
+#: File names of the shipped conditioned model, in ``labkit/assets``.
+SHIPPED_CONDITIONED_FILE = "melody_conditioned.npz"
+#: The longest tune :func:`sample_to_order` writes by default, in steps (64 bars of 4/4).
+DEFAULT_MAX_STEPS = 1024
+
+_TONICS = {name.lower(): i for i, name in enumerate(KEY_TONIC_NAMES)}
+_TONICS.update({"db": 1, "d#": 3, "e#": 5, "fb": 4, "gb": 6, "g#": 8, "a#": 10, "cb": 11, "b#": 0})
+
+
+def parse_key(text: str) -> tuple[int, str]:
+    """``(tonic pitch class 0..11, "major" | "minor")`` of a key name.
+
+    Accepts ``D``, ``D major``, ``Dmaj``, ``Dm``, ``D minor``, ``F#m``, ``Bb``, ``A dorian`` (a mode
+    goes by its third); case does not matter. Raises :class:`ConfigError` for anything else.
+
+    Notebook: 09_judging_generated_music.ipynb
+
+    Example:
+        >>> parse_key("D"), parse_key("F#m"), parse_key("Bb major"), parse_key("A dorian")
+        ((2, 'major'), (6, 'minor'), (10, 'major'), (9, 'minor'))
+    """
+    match = re.fullmatch(r"\s*([A-Ga-g][#b]?)\s*(m|maj|min|[a-z]+)?\s*", str(text))
+    if not match or match.group(1).lower() not in _TONICS:
+        raise ConfigError(f"{text!r} is not a key name: give a tonic C, C#, Db, D, ..., B, then optionally "
+                          "major/minor or m (e.g. D, F#m, Bb major, A minor)")
+    tonic = _TONICS[match.group(1).lower()]
+    mode = (match.group(2) or "major").lower()
+    mode = {"m": "minor", "min": "minor", "maj": "major"}.get(mode, mode)
+    if mode not in MODE_QUALITY:
+        raise ConfigError(f"{text!r} is not a key name: the mode {mode!r} is none of "
+                          f"{', '.join(sorted(MODE_QUALITY))} (or m)")
+    return tonic, MODE_QUALITY[mode]
+
+
+def key_name(tonic: int, mode: str) -> str:
+    """``"Eb major"``: the name of a key.
+
+    >>> key_name(3, "major"), key_name(9, "minor")
+    ('Eb major', 'A minor')
+    """
+    return f"{KEY_TONIC_NAMES[int(tonic) % 12]} {mode}"
+
+
+def parse_meter(text: str) -> tuple[int, int]:
+    """``(numerator, denominator)`` of ``"N/D"`` (``D`` a power of two, both positive); else ConfigError.
+
+    >>> parse_meter("6/8")
+    (6, 8)
+    """
+    match = re.fullmatch(r"\s*(\d{1,2})\s*/\s*(\d{1,2})\s*", str(text))
+    if not match or int(match.group(1)) < 1 or int(match.group(2)) not in (1, 2, 4, 8, 16):
+        raise ConfigError(f"{text!r} is not a metre: write N/D, like 6/8 or 4/4 (D one of 1, 2, 4, 8, 16)")
+    return int(match.group(1)), int(match.group(2))
+
+
+@dataclass(frozen=True)
+class ConditionedEncoding:
+    """Tokens of whole tunes with a conditioning prefix, bar lines and an end (see the module docstring).
+
+    Attributes:
+        styles: the style labels, in token order.
+        meters: the metres ``"N/D"`` with a token of their own (then one for ``?``, any other metre).
+        min_pitch, max_pitch: the melody tokens' pitch range (as :class:`MelodyEncoding`).
+        steps_per_quarter: the grid, needed to place the bar lines.
+        restate_bars: the conditioning tokens follow the bar line before bars ``1 + k * restate_bars``
+            (k >= 1) again; ``0``: never.
+
+    Notebook: 09_judging_generated_music.ipynb
+
+    Example:
+        >>> enc = ConditionedEncoding(styles=("irish",), meters=("6/8",), restate_bars=0)
+        >>> enc.vocab_size, enc.bar, enc.end
+        (183, 90, 154)
+        >>> tokens = enc.encode(Melody.from_notes([62, 66], [0, 6], [6, 12], numerator=6, denominator=8, key=2),
+        ...                     "irish")
+        >>> tokens.tolist()
+        [156, 157, 161, 155, 90, 43, 0, 0, 0, 0, 0, 47, 0, 0, 0, 0, 0, 91, 1, 154]
+        >>> m, info = enc.decode(tokens)
+        >>> m.pitches.tolist(), (m.numerator, m.denominator, m.key, m.mode), info["style"], info["ended"]
+        ([62, 66], (6, 8, 2, 'major'), 'irish', True)
+    """
+
+    styles: tuple[str, ...] = CONDITIONED_STYLES
+    meters: tuple[str, ...] = CONDITIONED_METERS
+    min_pitch: int = 21
+    max_pitch: int = 108
+    steps_per_quarter: int = 4
+    restate_bars: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "styles", tuple(self.styles))
+        object.__setattr__(self, "meters", tuple(self.meters))
+        for meter in self.meters:
+            parse_meter(meter)
+        if len(set(self.styles)) != len(self.styles) or not self.styles:
+            raise ConfigError(f"styles must be distinct and at least one, got {self.styles}")
+
+    # --- layout -----------------------------------------------------------------------------
+    @property
+    def melody(self) -> MelodyEncoding:
+        return MelodyEncoding(self.min_pitch, self.max_pitch)
+
+    @property
+    def bar(self) -> int:
+        """The first bar line's token (``BAR1``); bar ``k`` (1-based) is :meth:`bar_token`."""
+        return self.melody.vocab_size
+
+    def bar_token(self, number) -> int:
+        """The bar line before bar ``number`` (1-based; numbers past :data:`NUMBERED_BARS` share the last)."""
+        return self.bar + np.minimum(number, NUMBERED_BARS) - 1
+
+    @property
+    def end(self) -> int:
+        return self.bar + NUMBERED_BARS
+
+    @property
+    def begin(self) -> int:
+        return self.end + 1
+
+    def style_token(self, style: str) -> int:
+        if style not in self.styles:
+            raise ConfigError(f"unknown style {style!r}; the model knows {', '.join(self.styles)}")
+        return self.begin + 1 + self.styles.index(style)
+
+    def meter_token(self, meter: str) -> int:
+        """The metre's token; ``?`` (or a metre without a token, in :meth:`encode`) is the last metre token."""
+        base = self.begin + 1 + len(self.styles)
+        if meter == UNKNOWN_METER:
+            return base + len(self.meters)
+        if meter not in self.meters:
+            raise ConfigError(f"unknown metre {meter!r}; the model knows {', '.join(self.meters)}")
+        return base + self.meters.index(meter)
+
+    def key_token(self, tonic: int, mode: str) -> int:
+        return self.begin + 2 + len(self.styles) + len(self.meters) + int(tonic) % 12 + 12 * (mode == "minor")
+
+    @property
+    def vocab_size(self) -> int:
+        return self.key_token(0, "major") + 24
+
+    def bar_steps(self, meter: str) -> int:
+        """Steps per bar of a metre (0 for ``?``: no bar lines)."""
+        if meter == UNKNOWN_METER:
+            return 0
+        num, den = parse_meter(meter)
+        steps = num * 4 * self.steps_per_quarter / den
+        if steps != int(steps):
+            raise ConfigError(f"a bar of {meter} is not a whole number of steps at {self.steps_per_quarter} per quarter")
+        return int(steps)
+
+    # --- encode / decode -----------------------------------------------------------------------
+    def prefix(self, style: str, meter: str, tonic: int, mode: str) -> np.ndarray:
+        """The conditioning tokens and ``BEGIN``: int32 ``[4]``."""
+        return np.array([self.style_token(style), self.meter_token(meter), self.key_token(tonic, mode),
+                         self.begin], dtype=np.int32)
+
+    def restates(self, number) -> bool:
+        """Whether the conditioning tokens follow the bar line before bar ``number`` (1-based)."""
+        return bool(self.restate_bars) and number > 1 and (number - 1) % self.restate_bars == 0
+
+    def body(self, events: np.ndarray, meter: str, conditions=None) -> np.ndarray:
+        """``[BAR1, e0, ..., BAR2, ..., END]``: the melody tokens of ``events``, a numbered bar line before each bar,
+        the three ``conditions`` tokens (style, metre, key) after every :meth:`restates` bar line."""
+        tokens = self.melody.encode(np.asarray(events, dtype=np.int32))
+        step = self.bar_steps(meter)
+        if not step:
+            return np.append(tokens, self.end).astype(np.int32)
+        pieces = []
+        for k, first in enumerate(range(0, len(tokens), step), start=1):
+            pieces.append([int(self.bar_token(k))])
+            if self.restates(k):
+                if conditions is None:
+                    raise ConfigError("this encoding restates the conditions: body() needs them")
+                pieces.append(np.asarray(conditions, dtype=np.int32)[:3])
+            pieces.append(tokens[first:first + step])
+        pieces.append([self.end])
+        return np.concatenate(pieces).astype(np.int32)
+
+    def meter_of(self, numerator: int, denominator: int) -> str:
+        """The metre name a melody's time signature gets: ``"N/D"`` if it has a token, else ``?``."""
+        meter = f"{numerator}/{denominator}"
+        return meter if meter in self.meters else UNKNOWN_METER
+
+    def encode(self, melody: Melody, style: str) -> np.ndarray:
+        """A whole tune: ``prefix + BEGIN + body`` (int32), metre and key from the melody's fields."""
+        meter = self.meter_of(melody.numerator, melody.denominator)
+        conditions = self.prefix(style, meter, melody.key, melody.mode)[:3]
+        return np.concatenate([conditions, [self.begin], self.body(melody.events, meter, conditions)]).astype(np.int32)
+
+    def decode(self, tokens, *, qpm: float = DEFAULT_QPM, source: str = "") -> tuple[Melody, dict]:
+        """``(melody, info)`` of a token row: condition tokens set the melody's fields, ``BAR`` and
+        ``BEGIN`` are dropped, the tune stops at the first ``END``.
+
+        ``info``: ``{"style", "meter", "key", "ended" (an END was found), "bars" (bar-line tokens)}``.
+        """
+        tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
+        if tokens.size and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
+            raise EncodingError(f"token outside 0..{self.vocab_size - 1}")
+        style_base = self.begin + 1
+        meter_base = style_base + len(self.styles)
+        key_base = meter_base + len(self.meters) + 1
+        info = {"style": None, "meter": UNKNOWN_METER, "key": None, "ended": False, "bars": 0}
+        tonic, mode = 0, "major"
+        kept = []
+        for t in tokens.tolist():
+            if t < self.bar:
+                kept.append(t)
+            elif t < self.end:
+                info["bars"] += 1
+            elif t == self.end:
+                info["ended"] = True
+                break
+            elif style_base <= t < meter_base:
+                info["style"] = self.styles[t - style_base]
+            elif meter_base <= t < key_base:
+                index = t - meter_base
+                info["meter"] = self.meters[index] if index < len(self.meters) else UNKNOWN_METER
+            elif t >= key_base:
+                tonic, mode = (t - key_base) % 12, ("minor" if t - key_base >= 12 else "major")
+                info["key"] = key_name(tonic, mode)
+        num, den = parse_meter(info["meter"]) if info["meter"] != UNKNOWN_METER else (4, 4)
+        melody = self.melody.decode(np.array(kept, dtype=np.int32), steps_per_quarter=self.steps_per_quarter,
+                                    qpm=float(qpm), key=tonic, mode=mode, numerator=num, denominator=den,
+                                    source=source)
+        return melody, info
+
+    def to_dict(self) -> dict:
+        return {"styles": list(self.styles), "meters": list(self.meters), "min_pitch": self.min_pitch,
+                "max_pitch": self.max_pitch, "steps_per_quarter": self.steps_per_quarter,
+                "restate_bars": self.restate_bars}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ConditionedEncoding":
+        return cls(styles=tuple(d["styles"]), meters=tuple(d["meters"]), min_pitch=int(d["min_pitch"]),
+                   max_pitch=int(d["max_pitch"]), steps_per_quarter=int(d["steps_per_quarter"]),
+                   restate_bars=int(d.get("restate_bars", 0)))
+
+
+# =====================================================================================
+# Training data: the corpus's tunes with their style, metre and key.
+# =====================================================================================
+
+@dataclass(frozen=True)
+class ConditionedTunes:
+    """Tunes ready for training: per tune its prefix (int32 ``[3]``: style, metre, key) and body tokens.
+
+    ``tonic`` / ``mode_minor`` are kept apart so that transposition can move the key token.
+    """
+
+    encoding: ConditionedEncoding
+    prefixes: list
+    bodies: list
+    tonics: np.ndarray
+    minor: np.ndarray
+    styles: np.ndarray
+    meters: np.ndarray
+    ids: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.bodies)
+
+
+def corpus_tunes(mels: MelodySet, encoding: ConditionedEncoding, root=None, *, manifest=None) -> ConditionedTunes:
+    """The tunes of ``mels`` (from :func:`labkit.data.load_melodies`) with the manifest's metre and key.
+
+    A missing or rare metre gets ``?`` (no bar lines); a missing key is estimated
+    (:func:`labkit.melody.estimate_key`); styles the encoding does not know are left out.
+
+    Notebook: 09_judging_generated_music.ipynb
+    """
+    from labkit.corpus import load_manifest
+    from labkit.melody import estimate_key
+
+    manifest = load_manifest(root) if manifest is None else manifest
+    rows = manifest.set_index("id")[["meter", "key"]].to_dict("index")
+    keep = [i for i in range(len(mels)) if mels.styles[i] in encoding.styles]
+    prefixes, bodies, tonics, minor, meters = [], [], [], [], []
+    for i in keep:
+        events = mels.events_of(i)
+        row = rows.get(str(mels.ids[i]), {"meter": "", "key": ""})
+        meter = row["meter"] if row["meter"] in encoding.meters else UNKNOWN_METER
+        try:
+            tonic, mode = parse_key(row["key"])
+        except ConfigError:
+            tonic, mode = estimate_key(mels.melody(i))[:2]
+        prefixes.append(encoding.prefix(str(mels.styles[i]), meter, tonic, mode)[:3])
+        bodies.append(encoding.body(events, meter, prefixes[-1]))
+        tonics.append(tonic)
+        minor.append(mode == "minor")
+        meters.append(meter)
+    return ConditionedTunes(encoding, prefixes, bodies, np.array(tonics, np.int32), np.array(minor, bool),
+                            mels.styles[keep], np.array(meters, dtype=str), mels.ids[keep])
+
+
+def _shift_range(body: np.ndarray, encoding: ConditionedEncoding, max_semitones: int) -> tuple[int, int]:
+    pitched = body[(body >= 2) & (body < encoding.bar)]
+    if not pitched.size or max_semitones == 0:
+        return 0, 0
+    lo = max(-max_semitones, 2 - int(pitched.min()))
+    hi = min(max_semitones, encoding.bar - 1 - int(pitched.max()))
+    return (lo, hi) if lo <= hi else (0, 0)
+
+
+def tune_row(tunes: ConditionedTunes, i: int, *, shift: int = 0, start: int = 0,
+             length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Tokens and mask of tune ``i``: its prefix (transposed by ``shift``), then ``length`` body tokens
+    from ``start`` (all when None). The mask is 0 on the conditioning tokens (never a target), 1 elsewhere.
+
+    Notebook: 09_judging_generated_music.ipynb
+    """
+    enc = tunes.encoding
+    body = tunes.bodies[i]
+    body = body[start:] if length is None else body[start:start + length]
+    prefix = tunes.prefixes[i].copy()
+    if shift:
+        new_key = enc.key_token(tunes.tonics[i] + shift, "minor" if tunes.minor[i] else "major")
+        body = np.where((body >= 2) & (body < enc.bar), body + shift, np.where(body == prefix[2], new_key, body))
+        prefix[2] = new_key
+    tokens = np.concatenate([prefix, body]).astype(np.int32)
+    mask = np.ones(len(tokens), np.float32)
+    mask[:3] = 0.0
+    mask[3:][body > enc.begin] = 0.0
+    return tokens, mask
+
+
+def _batch(rows, width=None) -> dict:
+    batch = pad_batch([r[0] for r in rows], width)
+    for j, (_, mask) in enumerate(rows):
+        batch["mask"][j, :len(mask)] = mask
+    return batch
+
+
+#: Training windows are drawn with weight ``n_style ** -STYLE_BALANCE`` per tune; 0 (the shipped model):
+#: every tune once per epoch, shuffled (see the module docstring).
+STYLE_BALANCE = 0.0
+
+
+def train_batches(tunes: ConditionedTunes, config: TrainConfig, augment_semitones: int = AUGMENT_SEMITONES,
+                  balance: float = STYLE_BALANCE):
+    """``epoch -> batches`` for :func:`labkit.train.fit`: per tune a window of ``seq_len - 2`` body tokens at
+    a random place (the tune's start included), its prefix in front, the whole transposed by a random shift
+    of up to ``augment_semitones`` (key token with it). An epoch draws as many windows as there are tunes,
+    tune ``i`` with probability proportional to ``n_style(i) ** -balance`` (``0``: every tune once, shuffled).
+    Deterministic in ``config.seed`` and the epoch.
+
+    Notebook: 09_judging_generated_music.ipynb
+    """
+    window = config.seq_len + 1 - 3
+    _, inverse, counts = np.unique(tunes.styles, return_inverse=True, return_counts=True)
+    weights = counts[inverse].astype(np.float64) ** -float(balance)
+    weights /= weights.sum()
+
+    def source(epoch: int):
+        rng = np.random.default_rng([config.seed, epoch, 31])
+        order = rng.choice(len(tunes), size=len(tunes), p=weights) if balance else rng.permutation(len(tunes))
+        for first in range(0, len(order) - config.batch_size + 1, config.batch_size):
+            rows = []
+            for i in order[first:first + config.batch_size]:
+                body = tunes.bodies[i]
+                start = int(rng.integers(0, len(body) - window + 1)) if len(body) > window else 0
+                lo, hi = _shift_range(body, tunes.encoding, augment_semitones)
+                rows.append(tune_row(tunes, i, shift=int(rng.integers(lo, hi + 1)), start=start, length=window))
+            yield _batch(rows, config.seq_len + 1)
+    return source
+
+
+def valid_batches(tunes: ConditionedTunes, config: TrainConfig, max_tunes: int | None = 384) -> list:
+    """Validation batches: the prefix and the first ``2 * seq_len - 2`` body tokens of each tune, unaltered.
+
+    Notebook: 09_judging_generated_music.ipynb
+    """
+    index = np.arange(len(tunes))
+    if max_tunes is not None and len(tunes) > max_tunes:
+        index = np.sort(np.random.default_rng([config.seed, 7]).permutation(len(tunes))[:max_tunes])
+    rows = [tune_row(tunes, int(i), length=2 * config.seq_len - 2) for i in index]
+    return [_batch(rows[j:j + config.batch_size]) for j in range(0, len(rows), config.batch_size)]
+
+
+@partial(jax.jit, static_argnames=("graphdef",))
+def _nll_jit(graphdef, state, tokens):
+    model = nnx.merge(graphdef, state)
+    logp = jax.nn.log_softmax(model(tokens[:, :-1]).astype(jnp.float32), axis=-1)
+    nll = -jnp.sum(jax.nn.one_hot(tokens[:, 1:], logp.shape[-1], dtype=logp.dtype) * logp, axis=-1)
+    hit = jnp.argmax(logp, axis=-1) == tokens[:, 1:]
+    return nll, hit
+
+
+def conditioned_scores(model, tunes: ConditionedTunes, *, batch_size: int = 32) -> dict:
+    """Cross-entropy of a conditioned model on whole tunes, comparable with :func:`labkit.train.split_scores`.
+
+    ``bits_per_event``: the mean bits of the melody events, every event after each tune's first (as
+    ``split_scores`` scores the unconditioned model: the same events). ``bits_per_event_all``: all the
+    bits the model spends on the tune (melody events after the first, the first event, every ``BAR`` and
+    the ``END``) divided by the same count of events, the stricter figure. ``accuracy``: arg-max hits
+    on those melody events.
+
+    Notebook: 09_judging_generated_music.ipynb
+    """
+    enc = tunes.encoding
+    graphdef, state = nnx.split(model)
+    order = np.argsort([len(b) for b in tunes.bodies], kind="stable")
+    events_bits = all_bits = 0.0
+    events = hits = 0
+    for first in range(0, len(order), batch_size):
+        rows = [tune_row(tunes, int(i)) for i in order[first:first + batch_size]]
+        width = max(len(r[0]) for r in rows)
+        width = int(math.ceil(width / 64) * 64) + 1
+        batch = _batch(rows, width)
+        nll, hit = (np.asarray(a) for a in _nll_jit(graphdef, state, jnp.asarray(batch["tokens"])))
+        targets, mask = batch["tokens"][:, 1:], batch["mask"][:, 1:]
+        is_event = (targets < enc.bar) & (mask > 0)
+        first_event = np.zeros_like(is_event)
+        has = is_event.any(axis=1)
+        first_event[np.flatnonzero(has), np.argmax(is_event, axis=1)[has]] = True
+        scored = is_event & ~first_event
+        events_bits += float((nll * scored).sum())
+        all_bits += float((nll * (mask > 0)).sum())
+        events += int(scored.sum())
+        hits += int((hit & scored).sum())
+    ln2 = math.log(2)
+    return {"bits_per_event": events_bits / ln2 / max(events, 1), "bits_per_event_all": all_bits / ln2 / max(events, 1),
+            "accuracy": hits / max(events, 1), "events": events, "tunes": len(tunes)}
+
+
+# =====================================================================================
+# Sampling to order.
+# =====================================================================================
+
+@partial(jax.jit, static_argnames=("graphdef", "length", "use_top_k", "use_top_p", "special"))
+def _sample_jit(graphdef, state, prefix, bar_steps, max_events, key, temperature, top_k, top_p, *,
+                length, use_top_k, use_top_p, special):
+    from labkit.sample import draw_token, filter_logits
+
+    bar, end, numbered, restate = special
+    model = nnx.merge(graphdef, state)
+    top_k = top_k if use_top_k else 0
+    top_p = top_p if use_top_p else 1.0
+    carry, logits = model.run(model.init_carry(prefix.shape[0]), prefix)
+    step = model.step_function()
+    ids = jnp.arange(logits.shape[-1])
+    n = prefix.shape[0]
+
+    def body(loop, step_key):
+        carry, logits, pos, count, bars, pending, done, ended = loop
+        need_bar = (bar_steps > 0) & (pos >= bar_steps)
+        capped = count >= max_events
+        may_end = (ids[None] == end) & (count > 0)[:, None]
+        this_bar = bar + jnp.minimum(bars, numbered - 1)           # the next bar line's numbered token
+        allowed = jnp.where(need_bar[:, None], (ids[None] == this_bar[:, None]) | may_end,
+                            (ids[None] < bar) | may_end)
+        restated = jnp.take_along_axis(prefix, jnp.clip(3 - pending, 0, 2)[:, None], axis=1)    # [N, 1]
+        allowed = jnp.where((pending > 0)[:, None], ids[None] == restated, allowed)
+        allowed = jnp.where((done | capped)[:, None], ids[None] == end, allowed)
+        masked = jnp.where(allowed, logits, -jnp.inf)
+        token = draw_token(step_key, filter_logits(masked, temperature, top_k, top_p))
+        token = jnp.where(done | capped, end, token)
+        ended = ended | (~done & ~capped & (token == end))
+        is_event = token < bar
+        is_bar = (token >= bar) & (token < end)
+        pos = jnp.where(is_bar, 0, pos + is_event)
+        bars = bars + is_bar                                        # bars begun so far
+        pending = jnp.maximum(pending - 1, 0)
+        if restate:
+            pending = jnp.where(is_bar & (bars > 1) & ((bars - 1) % restate == 0), 3, pending)
+        count = count + is_event
+        done = done | (token == end)
+        carry, logits = step(carry, token)
+        return (carry, logits, pos, count, bars, pending, done, ended), token
+
+    zeros = jnp.zeros(n, jnp.int32)
+    start = (carry, logits[:, -1], bar_steps, zeros, zeros, zeros, jnp.zeros(n, bool), jnp.zeros(n, bool))
+    (_, _, _, _, _, _, _, ended), tokens = jax.lax.scan(body, start, jax.random.split(key, length))
+    return jnp.concatenate([prefix, tokens.T], axis=1), ended
+
+
+def sample_to_order(model, encoding: ConditionedEncoding, *, style: str, meter: str, key: str | tuple,
+                    num: int = 4, max_steps: int = DEFAULT_MAX_STEPS, temperature: float = 0.8, top_k: int = 0,
+                    top_p: float = 1.0, seed: int = 0, qpm: float = DEFAULT_QPM) -> list[tuple[Melody, dict]]:
+    """``num`` whole tunes of ``style`` in ``meter`` and ``key``: ``[(melody, info)]`` (see :meth:`ConditionedEncoding.decode`;
+    ``info["tokens"]`` is the tune's token row, prefix to ``END``).
+
+    Each melody carries the asked time signature and key (so :func:`labkit.melody.melody_to_sequence`
+    writes them into the MIDI file) and ends where the model wrote ``END``; ``info["ended"]`` is False
+    for a tune stopped by the cap of ``max_steps`` steps. The same seed gives the same tunes.
+
+    Notebook: 09_judging_generated_music.ipynb
+
+    Example:
+        >>> from labkit.models import make_model
+        >>> enc = ConditionedEncoding(styles=("irish",), meters=("6/8",), restate_bars=2)
+        >>> model = make_model(ModelConfig(vocab_size=enc.vocab_size, embed_dim=8, hidden_size=16, num_layers=1), 0)
+        >>> [(m.numerator, m.denominator, m.key) for m, _ in sample_to_order(model, enc, style="irish", meter="6/8",
+        ...                                                                   key="D", num=2, max_steps=24)]
+        [(6, 8, 2), (6, 8, 2)]
+    """
+    from labkit.sample import _check_model
+
+    if _check_model(model) != encoding.vocab_size:
+        raise ConfigError(f"the model has {model.vocab_size} tokens but the conditioned encoding "
+                          f"{encoding.vocab_size}: not a model trained on these conditions")
+    tonic, mode = parse_key(key) if isinstance(key, str) else key
+    if not (isinstance(num, (int, np.integer)) and num >= 1 and isinstance(max_steps, (int, np.integer))
+            and max_steps >= 1):
+        raise ConfigError(f"num and max_steps must be integers >= 1, got {num!r} and {max_steps!r}")
+    if not (isinstance(seed, (int, np.integer)) and 0 <= seed <= MAX_SEED):
+        raise ConfigError(f"seed must be an integer in 0..{MAX_SEED}, got {seed!r}")
+    if not (math.isfinite(temperature) and temperature > 0) or not (0 < top_p <= 1) or top_k < 0:
+        raise ConfigError(f"temperature must be > 0, top_p in (0, 1] and top_k >= 0; got {temperature}, "
+                          f"{top_p}, {top_k}")
+    prefix = encoding.prefix(style, meter, tonic, mode)
+    bars = encoding.bar_steps(meter)
+    num_bars = int(max_steps) // bars + 1 if bars else 0
+    length = int(max_steps) + num_bars + (3 * (num_bars // encoding.restate_bars + 1) if encoding.restate_bars else 0) + 1
+    graphdef, state = nnx.split(model)
+    tokens, ended = _sample_jit(graphdef, state, jnp.asarray(np.tile(prefix, (num, 1))),
+                                jnp.full(num, bars, jnp.int32), jnp.int32(max_steps), jax.random.key(int(seed)),
+                                np.float32(temperature), np.int32(top_k), np.float32(top_p), length=length,
+                                use_top_k=top_k > 0, use_top_p=top_p < 1.0,
+                                special=(encoding.bar, encoding.end, NUMBERED_BARS, encoding.restate_bars))
+    out = []
+    for i, (row, did_end) in enumerate(zip(np.asarray(tokens), np.asarray(ended)), start=1):
+        melody, info = encoding.decode(row, qpm=qpm, source=f"melody_{i:03d}")
+        info["ended"] = bool(did_end)
+        info["tokens"] = row[:int(np.argmax(row == encoding.end)) + 1] if (row == encoding.end).any() else row
+        out.append((melody, info))
+    return out
+
+
+# =====================================================================================
+# The shipped conditioned model.
+# =====================================================================================
+
+def shipped_conditioned_path() -> Path:
+    """``<labkit package>/assets/melody_conditioned.npz``.
+
+    >>> shipped_conditioned_path().name
+    'melody_conditioned.npz'
+    """
+    return Path(__file__).resolve().parent / "assets" / SHIPPED_CONDITIONED_FILE
+
+
+def load_conditioned_model(checkpoint: str | os.PathLike | None = None):
+    """``(model, config, encoding, meta)`` of a conditioned checkpoint (default: the shipped one).
+
+    Raises :class:`CheckpointError` naming the file when it is missing or is not a conditioned model
+    (its metadata has no ``conditioning``: an unconditioned melody model).
+
+    Notebook: 09_judging_generated_music.ipynb
+
+    Example:
+        >>> model, config, enc, meta = load_conditioned_model()
+        >>> config.vocab_size == enc.vocab_size, "irish" in enc.styles
+        (True, True)
+    """
+    from labkit.checkpoint import load_model, read_meta
+
+    path = Path(checkpoint) if checkpoint is not None else shipped_conditioned_path()
+    if checkpoint is None and not path.is_file():
+        raise CheckpointError("the shipped conditioned model is missing; train it with `make model` "
+                              "(python -m labkit.train_shipped --conditioned)", path)
+    meta = read_meta(path)
+    if "conditioning" not in meta:
+        raise CheckpointError("not a conditioned melody model (no style/metre/key tokens in its metadata); "
+                              "use it without --style/--meter/--key", path)
+    try:
+        encoding = ConditionedEncoding.from_dict(meta["conditioning"])
+    except (KeyError, TypeError, ValueError, ConfigError) as error:
+        raise CheckpointError(f"the checkpoint's conditioning is invalid: {error}", path) from None
+    model, config = load_model(path)
+    if config.vocab_size != encoding.vocab_size:
+        raise CheckpointError(f"the model has {config.vocab_size} tokens but its conditioning {encoding.vocab_size}",
+                              path)
+    return model, config, encoding, meta
+
+
+#: The shipped conditioned model's sizes: the unconditioned shipped model's, with the larger vocabulary.
+CONDITIONED_MODEL = ModelConfig(vocab_size=ConditionedEncoding().vocab_size, embed_dim=64, hidden_size=256,
+                                num_layers=1, dropout=0.1)
+#: How it is trained (at most about 10 minutes on 2 CPU cores).
+CONDITIONED_TRAIN = TrainConfig(seed=0, num_steps=2000, batch_size=64, seq_len=128, learning_rate=3e-3,
+                                warmup_steps=50, end_lr_ratio=0.05, eval_every=200, max_eval_batches=None,
+                                patience=4, log_every=10, progress=True)
+
+
+def typical_conditions(tunes: ConditionedTunes) -> dict:
+    """Each style's most common metre (with a token) and key among ``tunes``: ``{style: {"meter", "key"}}``.
+
+    Notebook: 09_judging_generated_music.ipynb
+    """
+    from collections import Counter
+
+    out = {}
+    for style in tunes.encoding.styles:
+        pick = np.flatnonzero(tunes.styles == style)
+        meters = Counter(m for m in tunes.meters[pick] if m != UNKNOWN_METER)
+        keys = Counter(key_name(tunes.tonics[i], "minor" if tunes.minor[i] else "major") for i in pick)
+        if meters and keys:
+            out[style] = {"meter": str(meters.most_common(1)[0][0]), "key": str(keys.most_common(1)[0][0])}
+    return out
+
+
+def train_conditioned_model(out: str | os.PathLike | None = None, *, model_config: ModelConfig = CONDITIONED_MODEL,
+                            train_config: TrainConfig = CONDITIONED_TRAIN,
+                            encoding: ConditionedEncoding = ConditionedEncoding(), workdir=None, root=None,
+                            compare_with=None) -> dict:
+    """Train the conditioned model on the corpus's train split (dev: valid) and write ``<out>.npz`` / ``.json``.
+
+    The test-split figures (:func:`conditioned_scores`) are on the folk styles' test tunes, the set the
+    unconditioned shipped model is scored on; ``compare_with`` (default: the shipped unconditioned model,
+    if present) is scored on the same tunes by :func:`labkit.train.split_scores`. Returns the JSON document.
+
+    Notebook: 09_judging_generated_music.ipynb
+    """
+    from labkit import env
+    from labkit.checkpoint import load_melody_model, save_model, shipped_melody_model_path
+    from labkit.data import load_melodies
+    from labkit.train import fit, split_scores
+
+    out = Path(out) if out is not None else shipped_conditioned_path().with_suffix("")
+    mels = load_melodies(root, styles=list(encoding.styles))
+    if model_config.vocab_size != encoding.vocab_size:
+        raise ConfigError(f"model_config.vocab_size {model_config.vocab_size} is not the encoding's {encoding.vocab_size}")
+    tunes = {s: corpus_tunes(mels.split(s), encoding, root) for s in ("train", "valid", "test")}
+    started = time.perf_counter()
+    model, history = fit(model_config, train_config, train_batches(tunes["train"], train_config),
+                         valid_batches(tunes["valid"], train_config), workdir=workdir)
+    train_seconds = time.perf_counter() - started
+    folk = [s for s in encoding.styles if s != "chorale"]
+    test_mels = mels.split("test")
+    test_mels = test_mels.subset(np.isin(test_mels.styles, folk))
+    test_tunes = corpus_tunes(test_mels, encoding, root)
+    scores = {"test_folk": conditioned_scores(model, test_tunes), "test_all": conditioned_scores(model, tunes["test"])}
+    baseline = None
+    reference = compare_with if compare_with is not None else shipped_melody_model_path()
+    if Path(reference).is_file():
+        base_model, _ = load_melody_model(reference)
+        baseline = {"checkpoint": Path(reference).name, "test_folk": split_scores(base_model, test_mels)}
+    best = min((r for r in history if r["valid_loss"] is not None), key=lambda r: r["valid_loss"], default=None)
+    document = {
+        "what": "labkit's conditioned melody LSTM (python -m labkit.train_shipped --conditioned)",
+        "model_config": model_config.to_dict(), "train_config": train_config.to_dict(),
+        "conditioning": encoding.to_dict(), "num_params": model_config.num_params(),
+        "typical": typical_conditions(tunes["train"]),
+        "tunes": {s: len(t) for s, t in tunes.items()},
+        "scores": scores, "unconditioned": baseline,
+        "best_step": best["step"] if best else None, "steps_run": history[-1]["step"] if history else 0,
+        "train_seconds": round(train_seconds, 1),
+        "machine": {"cpus": os.cpu_count(), "devices": env.devices(), "platform": platform.platform(),
+                    "jax": jax.__version__},
+        "history": [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items()} for r in history],
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_model(out.with_suffix(".npz"), model, model_config,
+               {"conditioning": encoding.to_dict(), "typical": document["typical"], "scores": scores})
+    atomic_write(out.with_suffix(".json"), (json.dumps(document, indent=1) + "\n").encode("utf-8"))
+    return document

@@ -1,0 +1,309 @@
+"""Generation to order (labkit.conditioned): tokens with a prefix, bar lines and an end; training; sampling; the CLI."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from flax import nnx
+
+from labkit import cli
+from labkit.checkpoint import save_model
+from labkit.conditioned import (DEFAULT_MAX_STEPS, NUMBERED_BARS, UNKNOWN_METER, ConditionedEncoding, conditioned_scores,
+                                corpus_tunes, load_conditioned_model, parse_key, parse_meter, sample_to_order,
+                                shipped_conditioned_path, train_batches, tune_row, valid_batches)
+from labkit.data import MelodySet
+from labkit.errors import ConfigError
+from labkit.melody import Melody
+from labkit.midi_io import read_midi
+from labkit.models import ModelConfig, make_model
+from labkit.train import TrainConfig, fit
+
+ENC = ConditionedEncoding(styles=("irish", "german"), meters=("6/8", "3/4"))
+ENC0 = ConditionedEncoding(styles=("irish", "german"), meters=("6/8", "3/4"), restate_bars=0)
+
+
+def test_layout_of_the_vocabulary():
+    # 90 melody tokens, BAR1..BAR64, END, BEGIN, 2 styles, 2 metres + "?", 24 keys
+    assert NUMBERED_BARS == 64
+    assert (ENC.bar, ENC.bar_token(2), ENC.bar_token(64), ENC.bar_token(200)) == (90, 91, 153, 153)
+    assert (ENC.end, ENC.begin) == (154, 155)
+    assert (ENC.style_token("irish"), ENC.style_token("german")) == (156, 157)
+    assert (ENC.meter_token("6/8"), ENC.meter_token("3/4"), ENC.meter_token(UNKNOWN_METER)) == (158, 159, 160)
+    assert (ENC.key_token(0, "major"), ENC.key_token(2, "major"), ENC.key_token(9, "minor")) == (161, 163, 182)
+    assert ENC.vocab_size == 185
+    assert ENC.bar_steps("6/8") == 12 and ENC.bar_steps("3/4") == 12 and ENC.bar_steps(UNKNOWN_METER) == 0
+
+
+def test_round_trip_with_prefix_bars_and_end():
+    # a 3/4 tune in E minor: two bars and a bit, a pickup rest, a rest inside
+    m = Melody.from_notes([64, 67, 71, 69, 64], [2, 4, 12, 16, 24], [4, 12, 16, 20, 28],
+                          numerator=3, denominator=4, key=4, mode="minor")
+    tokens = ENC.encode(m, "german")
+    assert tokens[:4].tolist() == [157, 159, ENC.key_token(4, "minor"), ENC.begin]
+    body = tokens[4:]
+    assert body[-1] == ENC.end and (body == ENC.end).sum() == 1
+    bars = np.flatnonzero((body >= ENC.bar) & (body < ENC.end))
+    # bar lines 1, 2, 3 before steps 0, 12 and 24 of the 29 events: at body positions 0, 13 and 26
+    assert bars.tolist() == [0, 13, 26] and body[bars].tolist() == [90, 91, 92]
+    assert len(body) == m.num_steps + 3 + 1
+    back, info = ENC.decode(tokens)
+    assert np.array_equal(back.events, m.events)
+    assert (back.numerator, back.denominator, back.key, back.mode) == (3, 4, 4, "minor")
+    assert info == {"style": "german", "meter": "3/4", "key": "E minor", "ended": True, "bars": 3}
+    # tokens after END are not part of the tune
+    cut, _ = ENC.decode(np.concatenate([tokens, ENC.melody.encode(np.array([60]))]))
+    assert np.array_equal(cut.events, m.events)
+
+
+def test_unknown_metre_has_no_bar_lines():
+    m = Melody.from_notes([60, 62], [0, 4], [4, 8], numerator=5, denominator=4)
+    tokens = ENC.encode(m, "irish")
+    assert tokens[1] == ENC.meter_token(UNKNOWN_METER) and not ((tokens >= ENC.bar) & (tokens < ENC.end)).any()
+    back, info = ENC.decode(tokens)
+    assert info["meter"] == UNKNOWN_METER and (back.numerator, back.denominator) == (4, 4)
+
+
+@pytest.mark.parametrize("text, expected", [("D", (2, "major")), ("d", (2, "major")), ("F#m", (6, "minor")),
+                                            ("Bb major", (10, "major")), ("A minor", (9, "minor")),
+                                            ("Ebmaj", (3, "major")), ("A dorian", (9, "minor")),
+                                            ("G mixolydian", (7, "major")), ("C#min", (1, "minor"))])
+def test_key_names(text, expected):
+    assert parse_key(text) == expected
+
+
+@pytest.mark.parametrize("text", ["H", "", "D flat", "Dx", "6/8", "major"])
+def test_bad_key_names(text):
+    with pytest.raises(ConfigError, match="not a key name"):
+        parse_key(text)
+
+
+def test_metres():
+    assert parse_meter("6/8") == (6, 8) and parse_meter(" 2/2 ") == (2, 2)
+    for bad in ("6-8", "6/7", "0/4", "jig", "6/"):
+        with pytest.raises(ConfigError, match="not a metre"):
+            parse_meter(bad)
+
+
+# --- training data and a tiny model -----------------------------------------------------------------
+
+def _tiny_tunes():
+    """Six short tunes with their manifest rows (metre, key), as corpus_tunes reads them."""
+    mels, rows = [], []
+    for i in range(6):
+        base = 60 + i % 3
+        m = Melody.from_notes([base, base + 4, base + 7, base + 4, base], [0, 6, 12, 18, 24], [6, 12, 18, 24, 36])
+        mels.append(m)
+        rows.append({"id": f"t{i}", "meter": "6/8" if i % 2 else "3/4", "key": ["C major", "C# major", "D minor"][i % 3]})
+    mset = MelodySet.from_melodies(mels, ids=[r["id"] for r in rows],
+                                   styles=["irish" if i % 2 else "german" for i in range(6)])
+    return corpus_tunes(mset, ENC, manifest=pd.DataFrame(rows))
+
+
+def test_corpus_tunes_take_metre_and_key_from_the_manifest():
+    tunes = _tiny_tunes()
+    assert len(tunes) == 6
+    assert tunes.prefixes[1].tolist() == [156, 158, ENC.key_token(1, "major")]
+    assert tunes.prefixes[2].tolist() == [157, 159, ENC.key_token(2, "minor")]
+    # the transposed row moves the pitches and the key token together; the prefix is never a target
+    tokens, mask = tune_row(tunes, 2, shift=3)
+    assert tokens[2] == ENC.key_token(5, "minor") and mask[:3].tolist() == [0, 0, 0] and mask[3:].all()
+    plain, _ = tune_row(tunes, 2)
+    pitched = (plain >= 2) & (plain < ENC.bar)
+    pitched[:3] = False
+    assert np.array_equal(tokens[pitched], plain[pitched] + 3)
+    assert np.array_equal(tokens[~pitched][3:], plain[~pitched][3:])
+
+
+def test_tiny_model_trains_reproducibly():
+    tunes = _tiny_tunes()
+    cfg = TrainConfig(num_steps=3, batch_size=2, seq_len=16, learning_rate=3e-3, warmup_steps=1, eval_every=3,
+                      max_eval_batches=2, patience=0, log_every=1, progress=False, seed=4)
+    batch = next(iter(train_batches(tunes, cfg)(0)))
+    assert batch["tokens"].shape == (2, 17) and batch["mask"][:, :3].sum() == 0
+    mcfg = ModelConfig(vocab_size=ENC.vocab_size, embed_dim=8, hidden_size=16, num_layers=1, dropout=0.0)
+    runs = [fit(mcfg, cfg, train_batches(tunes, cfg), valid_batches(tunes, cfg)) for _ in range(2)]
+    a, b = (nnx.state(model, nnx.Param) for model, _ in runs)
+    assert all(np.array_equal(x, y) for x, y in zip(jax_leaves(a), jax_leaves(b)))
+    assert runs[0][1][-1]["valid_loss"] == runs[1][1][-1]["valid_loss"]
+    scores = conditioned_scores(runs[0][0], tunes)
+    # every event after each tune's first: 6 tunes of 37 events
+    assert scores["events"] == 6 * 36 and 0 < scores["bits_per_event"] <= scores["bits_per_event_all"]
+
+
+def jax_leaves(state):
+    import jax
+
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(state)]
+
+
+# --- sampling --------------------------------------------------------------------------------------
+
+def _ending_model(end_bias: float = 4.0):
+    """A tiny untrained model whose head favours END, so that its tunes end by themselves."""
+    model = make_model(ModelConfig(vocab_size=ENC.vocab_size, embed_dim=8, hidden_size=16, num_layers=1), 0)
+    bias = np.zeros(ENC.vocab_size, np.float32)
+    bias[ENC.end] = end_bias
+    model.head.bias = nnx.Param(model.head.bias[...] + bias)
+    return model
+
+
+def test_restated_conditions_are_inputs_only_and_move_with_the_key():
+    enc = ConditionedEncoding(styles=("irish", "german"), meters=("6/8", "3/4"), restate_bars=2)
+    m = Melody.from_notes([62] * 10, [6 * i for i in range(10)], [6 * i + 6 for i in range(10)],
+                          numerator=6, denominator=8, key=2)
+    tokens = enc.encode(m, "irish")
+    conditions = tokens[:3].tolist()
+    # bar lines 3 and 5 (of 6) are followed by the conditions again
+    for number in (3, 5):
+        at = int(np.flatnonzero(tokens == enc.bar_token(number))[0])
+        assert tokens[at + 1:at + 4].tolist() == conditions
+    assert [enc.restates(k) for k in range(1, 8)] == [False, False, True, False, True, False, True]
+    back, info = enc.decode(tokens)
+    assert np.array_equal(back.events, m.events) and info["bars"] == 6
+    mset = MelodySet.from_melodies([m], ids=["x"], styles=["irish"])
+    tunes = corpus_tunes(mset, enc, manifest=pd.DataFrame([{"id": "x", "meter": "6/8", "key": "D major"}]))
+    row, mask = tune_row(tunes, 0, shift=-2)
+    restated = row[3:] > enc.begin
+    assert restated.sum() == 6 and not mask[3:][restated].any() and mask[3:][~restated].all()
+    assert (row == enc.key_token(0, "major")).sum() == 3                # D major -> C major, everywhere
+
+
+def test_sampling_restates_the_conditions():
+    enc = ConditionedEncoding(styles=("irish", "german"), meters=("6/8", "3/4"), restate_bars=2)
+    model = make_model(ModelConfig(vocab_size=enc.vocab_size, embed_dim=8, hidden_size=16, num_layers=1), 0)
+    (melody, info), = sample_to_order(model, enc, style="german", meter="3/4", key="Am", num=1, max_steps=60)
+    tokens = info["tokens"]
+    body = tokens[4:]
+    for number in range(3, info["bars"] + 1, 2):
+        at = int(np.flatnonzero(body == enc.bar_token(number))[0])
+        assert body[at + 1:at + 4].tolist() == tokens[:3].tolist()
+    assert melody.num_steps == (body < enc.bar).sum()
+
+
+def test_sampling_obeys_the_grammar_and_ends_at_end():
+    model = _ending_model(2.0)
+    tunes = sample_to_order(model, ENC0, style="irish", meter="6/8", key="D", num=6, max_steps=200, seed=1)
+    again = sample_to_order(model, ENC0, style="irish", meter="6/8", key="D", num=6, max_steps=200, seed=1)
+    other = sample_to_order(model, ENC0, style="irish", meter="6/8", key="D", num=6, max_steps=200, seed=2)
+    assert all(np.array_equal(a[1]["tokens"], b[1]["tokens"]) for a, b in zip(tunes, again))
+    assert any(not np.array_equal(a[1]["tokens"], b[1]["tokens"]) for a, b in zip(tunes, other))
+    for melody, info in tunes:
+        tokens = info["tokens"]
+        assert tokens[:4].tolist() == ENC.prefix("irish", "6/8", 2, "major").tolist()
+        assert info["ended"] and tokens[-1] == ENC.end and (tokens == ENC.end).sum() == 1
+        body = tokens[4:-1]
+        events = body[body < ENC.bar]
+        assert melody.num_steps == len(events) >= 1          # the tune is what came before END
+        # a numbered bar line before every 12 events, nowhere else; no condition token inside the tune
+        bars = np.flatnonzero((body >= ENC.bar) & (body < ENC.end))
+        assert bars.tolist() == [k * 13 for k in range((len(events) - 1) // 12 + 1)]
+        assert body[bars].tolist() == [ENC.bar_token(k + 1) for k in range(len(bars))]
+        assert not (body >= ENC.end).any()
+        assert (melody.numerator, melody.denominator, melody.key, melody.mode) == (6, 8, 2, "major")
+
+
+def test_the_cap_stops_a_tune_that_does_not_end():
+    model = _ending_model(-30.0)
+    (melody, info), = sample_to_order(model, ENC, style="german", meter="3/4", key="Am", num=1, max_steps=30)
+    assert not info["ended"] and melody.num_steps == 30
+    assert (melody.key, melody.mode, melody.numerator) == (9, "minor", 3)
+
+
+def test_sampling_refuses_unknown_conditions():
+    model = _ending_model()
+    with pytest.raises(ConfigError, match="unknown style"):
+        sample_to_order(model, ENC, style="klezmer", meter="6/8", key="D")
+    with pytest.raises(ConfigError, match="unknown metre"):
+        sample_to_order(model, ENC, style="irish", meter="4/4", key="D")
+    with pytest.raises(ConfigError, match="tokens"):
+        sample_to_order(make_model(ModelConfig(embed_dim=8, hidden_size=16, num_layers=1), 0), ENC,
+                        style="irish", meter="6/8", key="D")
+
+
+# --- the command line -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cond") / "cond.npz"
+    model = _ending_model(1.0)
+    save_model(path, model, ModelConfig(vocab_size=ENC.vocab_size, embed_dim=8, hidden_size=16, num_layers=1),
+               {"conditioning": ENC.to_dict(), "typical": {"german": {"meter": "3/4", "key": "F major"}}})
+    return path
+
+
+def test_cli_generates_to_order_with_time_and_key_signatures(tmp_path, checkpoint, capsys):
+    out = tmp_path / "jigs"
+    assert cli.main(["generate", "--checkpoint", str(checkpoint), "--style", "irish", "--meter", "6/8",
+                     "--key", "Bm", "--num", "3", "--length", "300", "--qpm", "100", "--seed", "5",
+                     "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and all("irish, 6/8, B minor" in line and "ended" in line for line in lines)
+    summary = json.loads((out / "generation.json").read_text())
+    assert summary["settings"]["style"] == "irish" and summary["settings"]["ended"] == [True] * 3
+    for record in summary["melodies"]:
+        seq = read_midi(out / record["midi"])
+        ts, ks = seq.time_signatures[0], seq.key_signatures[0]
+        assert (ts.numerator, ts.denominator) == (6, 8)
+        assert (ks.key, ks.mode) == (11, 1)          # B, minor
+        assert abs(seq.tempos[0].qpm - 100) < 1e-6
+        # the notes end where the tune ends: at END, record["steps"] steps after the start
+        assert max(n.end_time for n in seq.notes) <= record["steps"] * 60 / (100 * 4) + 1e-9
+        assert len(seq.notes) == record["notes"] > 0
+
+
+def test_cli_defaults_come_from_the_style(tmp_path, checkpoint):
+    out = tmp_path / "g"
+    assert cli.main(["generate", "--checkpoint", str(checkpoint), "--style", "german", "--num", "1",
+                     "--out", str(out)]) == 0
+    settings = json.loads((out / "generation.json").read_text())["settings"]
+    assert (settings["meter"], settings["key"], settings["max_steps"]) == ("3/4", "F major", DEFAULT_MAX_STEPS)
+    seq = read_midi(out / "melody_001.mid")
+    assert (seq.time_signatures[0].numerator, seq.key_signatures[0].key) == (3, 5)
+
+
+@pytest.mark.parametrize("args, flag, allowed", [
+    (["--style", "klezmer"], "--style", "irish, german"),
+    (["--meter", "6-8"], "--meter", "N/D"),
+    (["--meter", "5/4"], "--meter", "6/8, 3/4"),
+    (["--key", "H"], "--key", "C, C#"),
+    (["--key", "D", "--unconditioned"], "--unconditioned", "cannot"),
+    (["--style", "irish", "--primer", "x.mid"], "--primer", "not available"),
+    (["--style", "irish", "--beam", "2"], "--beam", "not available"),
+])
+def test_cli_bad_values_one_line_exit_2(tmp_path, checkpoint, capsys, args, flag, allowed):
+    assert cli.main(["generate", "--checkpoint", str(checkpoint), *args, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"labkit: {flag}: ") and allowed in err[0], err
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_refuses_an_unconditioned_checkpoint_to_order(tmp_path, capsys):
+    path = tmp_path / "plain.npz"
+    cfg = ModelConfig(embed_dim=8, hidden_size=16, num_layers=1)
+    save_model(path, make_model(cfg, 0), cfg)
+    assert cli.main(["generate", "--checkpoint", str(path), "--style", "irish", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a conditioned melody model" in err[0]
+
+
+def test_the_command_cap_is_the_module_default():
+    from labkit.commands.generate import TUNE_CAP_STEPS
+
+    assert TUNE_CAP_STEPS == DEFAULT_MAX_STEPS
+
+
+# --- the shipped asset ------------------------------------------------------------------------------
+
+def test_the_shipped_conditioned_model_loads_and_knows_the_five_styles():
+    from labkit.style.experiments import FIVE_STYLES
+
+    assert shipped_conditioned_path().is_file(), "run `make model`"
+    model, config, enc, meta = load_conditioned_model()
+    assert config.vocab_size == enc.vocab_size == model.vocab_size
+    assert set(FIVE_STYLES) <= set(enc.styles) and set(FIVE_STYLES) <= set(meta["typical"])
+    doc = json.loads(shipped_conditioned_path().with_suffix(".json").read_text())
+    # the conditioned model is no worse than the unconditioned one on the same test tunes
+    assert doc["scores"]["test_folk"]["events"] == doc["unconditioned"]["test_folk"]["events"]
+    assert doc["scores"]["test_folk"]["bits_per_event"] <= doc["unconditioned"]["test_folk"]["bits_per_event"]
+    (melody, info), = sample_to_order(model, enc, style="irish", meter="6/8", key="D", num=1, max_steps=64)
+    assert (melody.numerator, melody.denominator, melody.key) == (6, 8, 2) and melody.num_steps <= 64
