@@ -17,7 +17,8 @@ from labkit.commands._args import CommandParser
 from labkit.errors import LabkitError
 
 #: Command modules, in the order they appear in ``--help``.
-COMMANDS = ("corpus", "midi", "data", "generate", "evaluate", "style", "demo", "pianoroll")
+COMMANDS = ("corpus", "midi", "data", "generate", "evaluate", "style", "demo", "pianoroll", "mix", "train", "judge",
+            "harmonize", "app")
 
 
 def build_parser() -> argparse.ArgumentParser:

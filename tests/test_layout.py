@@ -21,6 +21,8 @@ FLOORS: list[tuple[str, ...]] = [
     ("labkit.midi_io",),                                    # MIDI files <-> NoteSequences
     ("labkit.melody",),                                     # melodies: quantize, extract, keys, phrases
     ("labkit.encoding", "labkit.audio", "labkit.viz"),      # tokens; sound and pictures of notes
+    ("labkit.mix",),                                        # voices -> one stereo mix (volume, pan, room)
+    ("labkit.studio",),                                     # music you can see: the light show of a piece
     ("labkit.corpus",),                                     # the shipped corpus, read
     ("labkit.data", "labkit.prepare", "labkit.corpus.build"),
     ("labkit.basics", "labkit.ngram", "labkit.models.kernels"),
@@ -28,22 +30,29 @@ FLOORS: list[tuple[str, ...]] = [
     ("labkit.models",),
     ("labkit.checkpoint",),
     ("labkit.train", "labkit.sample"),
+    ("labkit.conditioned",),                                # generation to order: style, metre, key tokens
     ("labkit.evaluate", "labkit.generate", "labkit.train_shipped"),
     ("labkit.polyphony", "labkit.polyphony.data"),                       # piano rolls: data, models, training
     ("labkit.polyphony.models",),
     ("labkit.polyphony.train",),
+    ("labkit.polyphony.harmony",),                          # four-part settings and their rules
+    ("labkit.polyphony.harmony_model",),                    # the chorale model that harmonizes a melody
     ("labkit.style",),
     ("labkit.style.features",),
     ("labkit.style.logreg",),
     ("labkit.style.selection", "labkit.style.model", "labkit.style.plots"),
     ("labkit.style.scoring",),
-    ("labkit.style.experiments", "labkit.style.demo"),
-    ("labkit.widgets",),
+    ("labkit.style.experiments", "labkit.style.demo", "labkit.judge"),  # judge: features of tunes, sets compared
+    ("labkit.live",),                                       # live generation in chunks, steered by style
+    ("labkit.personal",),                                   # your own music: train on a folder, your own classes
+    ("labkit.widgets", "labkit.listening"),                 # panels: the sampling studio, the listening test
+    ("labkit.app",),                                        # the studio app: sampler, mixer, live, style index
     ("labkit.demo",),
     ("labkit.commands._args",),                              # argument types every command shares
     ("labkit.commands", "labkit.commands.corpus", "labkit.commands.data", "labkit.commands.demo",
      "labkit.commands.evaluate", "labkit.commands.generate", "labkit.commands.midi", "labkit.commands.style",
-     "labkit.commands.pianoroll"),
+     "labkit.commands.pianoroll", "labkit.commands.train",
+     "labkit.commands.mix", "labkit.commands.judge", "labkit.commands.harmonize", "labkit.commands.app"),
     ("labkit.cli",),
     ("labkit.__main__",),
 ]

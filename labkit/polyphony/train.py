@@ -219,7 +219,8 @@ def evaluate_pianoroll(model, rolls: list[np.ndarray], *, batch_size: int = 16, 
 def key_frequency_logits(rolls: list[np.ndarray], floor: float = 1e-3) -> np.ndarray:
     """``log(f / (1 - f))`` of each key's frequency ``f`` in the frames of ``rolls`` (clipped to
     ``[floor, 1 - floor]``): float32 ``[K]``. :func:`fit_pianoroll` starts the keys' output biases here,
-    so a model begins as the frequency model (10.25 nats/frame on Nottingham), not at ``K log 2`` (61).
+    so a model begins as the frequency model (on Nottingham 10.29 nats/frame; 10.25 with ``floor=1e-4``, as
+    ``../shared/benchmarks/README.md`` computes it), not at ``K log 2`` (61).
 
     Example:
         >>> [round(float(x), 3) for x in key_frequency_logits([np.array([[1, 0], [0, 0]], np.float32)], floor=0.01)]
