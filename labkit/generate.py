@@ -326,6 +326,6 @@ def _write_piano_roll(sequence, path: Path, title: str) -> Path:
     from labkit import viz
 
     figure = Figure(figsize=(10, 4))
-    viz.plot_piano_roll(sequence, ax=figure.add_subplot(), title=title)
+    viz.plot_piano_roll(sequence, ax=figure.add_subplot(), title=title, time_unit="beats")
     figure.tight_layout()
     return atomic_write(path, lambda handle: figure.savefig(handle, format="png", dpi=100))

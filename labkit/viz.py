@@ -67,7 +67,7 @@ def plot_piano_roll(sequence_or_melody, ax=None, *, title: str | None = None,
     container per part, coloured per part with a General MIDI legend when
     there are several). Drum notes have no pitch to plot and are left out.
     Black-key rows are shaded. Returns the ``Axes``; bar lines are the axes'
-    ``lines`` with the label ``"bar line"``.
+    ``lines`` with the gid ``"bar line"`` (their labels start with "_": no legend shows them).
 
     Notebook: 01_midi_and_notesequences.ipynb
 
@@ -77,7 +77,7 @@ def plot_piano_roll(sequence_or_melody, ax=None, *, title: str | None = None,
     >>> sum(len(c.patches) for c in ax.containers)
     3
     >>> ax = plot_piano_roll(Melody.from_notes([60, 62, 64], [0, 8, 16], [8, 16, 20]), time_unit="beats")
-    >>> [line.get_xdata()[0] for line in ax.lines if line.get_label() == "bar line"]
+    >>> [line.get_xdata()[0] for line in ax.lines if line.get_gid() == "bar line"]
     [4.0]
     """
     if time_unit not in ("seconds", "beats"):
@@ -137,7 +137,7 @@ def plot_piano_roll(sequence_or_melody, ax=None, *, title: str | None = None,
                         bar_quarters)
         at = bar if time_unit == "beats" else _beats_to_seconds(bar, tempos)
         for x in at:
-            ax.axvline(float(x), color="0.35", linewidth=0.8, zorder=1, label="bar line")
+            ax.axvline(float(x), color="0.35", linewidth=0.8, zorder=1, label="_bar line", gid="bar line")   # "_": kept out of legends
     if time_unit == "beats":
         from matplotlib.ticker import MultipleLocator
 

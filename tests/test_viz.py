@@ -108,7 +108,7 @@ def test_bad_arguments_raise_config_error(ax, band):
 
 
 def bar_line_positions(ax):
-    return sorted(round(float(line.get_xdata()[0]), 6) for line in ax.lines if line.get_label() == "bar line")
+    return sorted(round(float(line.get_xdata()[0]), 6) for line in ax.lines if line.get_gid() == "bar line")
 
 
 def test_piano_roll_names_every_row_of_a_small_range(ax):
@@ -180,3 +180,17 @@ def test_piano_roll_bad_options_raise_config_error(ax, band):
     for kwargs in ({"time_unit": "bars"}, {"pitch_labels": "some"}, {"legend": "left"}):
         with pytest.raises(ConfigError):
             viz.plot_piano_roll(band, ax, **kwargs)
+
+
+def test_bar_lines_stay_out_of_the_legend():
+    from note_seq.protobuf import music_pb2
+
+    sequence = music_pb2.NoteSequence()
+    sequence.tempos.add(qpm=120.0)
+    for instrument, pitch in enumerate((60, 64)):
+        sequence.notes.add(pitch=pitch, velocity=80, start_time=0.0, end_time=4.0, instrument=instrument)
+    sequence.total_time = 4.0
+    ax = viz.plot_piano_roll(sequence, time_unit="beats")
+    assert bar_line_positions(ax)                                   # the bar lines are drawn
+    labels = ax.get_legend_handles_labels()[1]
+    assert len(labels) == 2 and not any("bar" in label for label in labels)   # one entry per part, nothing else

@@ -54,7 +54,7 @@ def _write_picture(sequence, path, title: str):
     from labkit.polyphony.harmony import HARMONY_VOICES
 
     figure = Figure(figsize=(12, 5))
-    ax = viz.plot_piano_roll(sequence, ax=figure.add_subplot(), title=title)
+    ax = viz.plot_piano_roll(sequence, ax=figure.add_subplot(), title=title, time_unit="beats")   # bar lines too
     handles, _ = ax.get_legend_handles_labels()
     if len(handles) == len(HARMONY_VOICES):
         ax.legend(handles, HARMONY_VOICES, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small",

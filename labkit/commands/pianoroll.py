@@ -269,7 +269,7 @@ def _picture(sequence, path, title):
     from labkit._common import atomic_write
     from labkit.viz import plot_piano_roll
 
-    ax = plot_piano_roll(sequence, title=title)
+    ax = plot_piano_roll(sequence, title=title, time_unit="beats")   # beats and bar lines
     buffer = io.BytesIO()
     ax.figure.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
     plt.close(ax.figure)
