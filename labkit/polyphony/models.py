@@ -211,26 +211,21 @@ class SigmoidLSTM(nnx.Module):
         return jax.random.bernoulli(key, p).astype(jnp.float32)
 
 
-class NadeLSTM(nnx.Module):
-    """RNN-NADE: an LSTM over frames, and a NADE across the keys of each frame (see the module docstring).
+class _KeyByKeyLSTM(nnx.Module):
+    """What :class:`NadeLSTM` and :class:`MadeLSTM` share: an LSTM over frames whose state sets the biases of a
+    hidden layer across the keys (``c(h)``) and of the keys' logits (``b(h)``), weights from the keys to the hidden
+    layer and back, and a strictly-lower-triangular direct connection ``A`` between the keys. A subclass says how
+    the hidden layer reads the keys below ``k`` (:meth:`key_logits`, all keys at once) and, for drawing one key
+    after another, which weights and activation a step uses (:meth:`_draw_weights`)."""
 
-    Example:
-        >>> m = NadeLSTM(PianoRollConfig(model="nade", num_keys=4, hidden_size=8, key_hidden=3), nnx.Rngs(0))
-        >>> m.frame_nll(jnp.ones((2, 3, 4)))[0].shape
-        (2, 3)
-
-    Notebook: 08_polyphony.ipynb
-    """
-
-    def __init__(self, config: PianoRollConfig, rngs: nnx.Rngs):
+    def __init__(self, config: PianoRollConfig, rngs: nnx.Rngs, init, out_shape: tuple[int, int]):
         self.config = config
         k, n = config.num_keys, config.key_hidden
         self.rnn = _FrameLSTM(config, rngs)
         self.visible_bias = nnx.Linear(config.hidden_size, k, rngs=rngs)     # b(h): [K]
         self.hidden_bias = nnx.Linear(config.hidden_size, n, rngs=rngs)      # c(h): [key_hidden]
-        init = nnx.initializers.normal(0.05)
-        self.w_in = nnx.Param(init(rngs.params(), (k, n)))                   # W: key j -> NADE hidden
-        self.w_out = nnx.Param(init(rngs.params(), (k, n)))                  # V: NADE hidden -> key k
+        self.w_in = nnx.Param(init(rngs.params(), (k, n)))                   # W: key j -> hidden
+        self.w_out = nnx.Param(init(rngs.params(), out_shape))               # V: hidden -> key k
         self.direct = nnx.Param(jnp.zeros((k, k)))                            # A (strictly lower part used)
 
     def init_carry(self, batch: int, start=0):
@@ -242,6 +237,45 @@ class NadeLSTM(nnx.Module):
 
     def _direct(self) -> jax.Array:
         return jnp.tril(self.direct[...], -1)
+
+    def frame_nll(self, frames: jax.Array, carry=None, *, deterministic: bool = True, key=None):
+        """``(nll [B, T], carry)``: ``-log p(frames[:, t] | frames before)`` in nats, the chain rule over keys."""
+        h, carry = self.rnn.states(frames, carry, deterministic=deterministic, key=key)
+        return bernoulli_nll(self.key_logits(h, frames), frames).sum(-1), carry
+
+    def sample_frame(self, h: jax.Array, key: jax.Array, temperature: float = 1.0) -> jax.Array:
+        """One frame ``[B, K]`` given states ``[B, H]``: key 0 first, each drawn given the keys below it."""
+        batch, k = h.shape[0], self.config.num_keys
+        b, c = self.visible_bias(h), self.hidden_bias(h)
+        w_in, w_out, activation = self._draw_weights()        # w_in [K, n], w_out [K, n]: key k's row
+        direct = self._direct()
+
+        def body(state, inputs):
+            a, frame = state        # a: the hidden pre-activations given the keys drawn so far
+            i, key_i = inputs
+            logit = b[:, i] + activation(a) @ w_out[i] + frame @ direct[i]
+            on = jax.random.bernoulli(key_i, jax.nn.sigmoid(logit / temperature)).astype(jnp.float32)
+            return (a + on[:, None] * w_in[i], frame.at[:, i].set(on)), None
+
+        (_, frame), _ = jax.lax.scan(body, (c, jnp.zeros((batch, k), jnp.float32)),
+                                     (jnp.arange(k), jax.random.split(key, k)))
+        return frame
+
+
+class NadeLSTM(_KeyByKeyLSTM):
+    """RNN-NADE: an LSTM over frames, and a NADE across the keys of each frame (see the module docstring).
+
+    Example:
+        >>> m = NadeLSTM(PianoRollConfig(model="nade", num_keys=4, hidden_size=8, key_hidden=3), nnx.Rngs(0))
+        >>> m.frame_nll(jnp.ones((2, 3, 4)))[0].shape
+        (2, 3)
+
+    Notebook: 08_polyphony.ipynb
+    """
+
+    def __init__(self, config: PianoRollConfig, rngs: nnx.Rngs):
+        k, n = config.num_keys, config.key_hidden
+        super().__init__(config, rngs, nnx.initializers.normal(0.05), (k, n))
 
     def key_logits(self, h: jax.Array, frames: jax.Array) -> jax.Array:
         """Logits ``[..., K]``: entry ``k`` is the logit of key ``k`` given states ``h`` ``[..., H]`` and the keys
@@ -257,30 +291,11 @@ class NadeLSTM(nnx.Module):
         return (self.visible_bias(h) + jnp.sum(hidden * w_out, axis=-1)
                 + frames @ self._direct().T)
 
-    def frame_nll(self, frames: jax.Array, carry=None, *, deterministic: bool = True, key=None):
-        """``(nll [B, T], carry)``: ``-log p(frames[:, t] | frames before)`` in nats, the chain rule over keys."""
-        h, carry = self.rnn.states(frames, carry, deterministic=deterministic, key=key)
-        return bernoulli_nll(self.key_logits(h, frames), frames).sum(-1), carry
-
-    def sample_frame(self, h: jax.Array, key: jax.Array, temperature: float = 1.0) -> jax.Array:
-        """One frame ``[B, K]`` given states ``[B, H]``: key 0 first, each drawn given the keys below it."""
-        batch, k = h.shape[0], self.config.num_keys
-        b, c = self.visible_bias(h), self.hidden_bias(h)
-        w_in, w_out, direct = self.w_in[...], self.w_out[...], self._direct()
-
-        def body(state, inputs):
-            a, frame = state
-            i, key_i = inputs
-            logit = b[:, i] + jax.nn.sigmoid(a) @ w_out[i] + frame @ direct[i]
-            on = jax.random.bernoulli(key_i, jax.nn.sigmoid(logit / temperature)).astype(jnp.float32)
-            return (a + on[:, None] * w_in[i], frame.at[:, i].set(on)), None
-
-        start = (c, jnp.zeros((batch, k), jnp.float32))
-        (_, frame), _ = jax.lax.scan(body, start, (jnp.arange(k), jax.random.split(key, k)))
-        return frame
+    def _draw_weights(self):
+        return self.w_in[...], self.w_out[...], jax.nn.sigmoid
 
 
-class MadeLSTM(nnx.Module):
+class MadeLSTM(_KeyByKeyLSTM):
     """LSTM-MADE: an LSTM over frames, and a MADE across the keys of each frame (see the module docstring).
 
     A MADE (Germain, Gregor, Murray and Larochelle 2015) is a one-hidden-layer network whose weights are masked
@@ -300,22 +315,8 @@ class MadeLSTM(nnx.Module):
     """
 
     def __init__(self, config: PianoRollConfig, rngs: nnx.Rngs):
-        self.config = config
         k, n = config.num_keys, config.key_hidden
-        self.rnn = _FrameLSTM(config, rngs)
-        self.visible_bias = nnx.Linear(config.hidden_size, k, rngs=rngs)     # b(h): [K]
-        self.hidden_bias = nnx.Linear(config.hidden_size, n, rngs=rngs)      # c(h): [key_hidden]
-        init = nnx.initializers.lecun_normal()
-        self.w_in = nnx.Param(init(rngs.params(), (k, n)))                   # key j -> hidden d (masked)
-        self.w_out = nnx.Param(init(rngs.params(), (n, k)))                  # hidden d -> key k (masked)
-        self.direct = nnx.Param(jnp.zeros((k, k)))                            # A (strictly lower part used)
-
-    def init_carry(self, batch: int, start=0):
-        return self.rnn.init_carry(batch, start)
-
-    def key_bias(self) -> nnx.Param:
-        """The bias ``[K]`` of the keys' logits, ``b(h)``'s (training starts it at each key's frequency)."""
-        return self.visible_bias.bias
+        super().__init__(config, rngs, nnx.initializers.lecun_normal(), (n, k))
 
     def masks(self) -> tuple[jax.Array, jax.Array]:
         """``(mask_in [K, n], mask_out [n, K])``: which key each hidden unit reads, and which hidden units
@@ -332,31 +333,11 @@ class MadeLSTM(nnx.Module):
         mask_in, mask_out = self.masks()
         hidden = jax.nn.relu(self.hidden_bias(h) + frames @ (self.w_in[...] * mask_in))
         return (self.visible_bias(h) + hidden @ (self.w_out[...] * mask_out)
-                + frames @ jnp.tril(self.direct[...], -1).T)
+                + frames @ self._direct().T)
 
-    def frame_nll(self, frames: jax.Array, carry=None, *, deterministic: bool = True, key=None):
-        """``(nll [B, T], carry)``: ``-log p(frames[:, t] | frames before)`` in nats, the chain rule over keys."""
-        h, carry = self.rnn.states(frames, carry, deterministic=deterministic, key=key)
-        return bernoulli_nll(self.key_logits(h, frames), frames).sum(-1), carry
-
-    def sample_frame(self, h: jax.Array, key: jax.Array, temperature: float = 1.0) -> jax.Array:
-        """One frame ``[B, K]`` given states ``[B, H]``: key 0 first, each drawn given the keys below it."""
-        batch, k = h.shape[0], self.config.num_keys
+    def _draw_weights(self):
         mask_in, mask_out = self.masks()
-        b, c = self.visible_bias(h), self.hidden_bias(h)
-        w_in, w_out = self.w_in[...] * mask_in, self.w_out[...] * mask_out
-        direct = jnp.tril(self.direct[...], -1)
-
-        def body(state, inputs):
-            a, frame = state        # a: the hidden pre-activations given the keys drawn so far
-            i, key_i = inputs
-            logit = b[:, i] + jax.nn.relu(a) @ w_out[:, i] + frame @ direct[i]
-            on = jax.random.bernoulli(key_i, jax.nn.sigmoid(logit / temperature)).astype(jnp.float32)
-            return (a + on[:, None] * w_in[i], frame.at[:, i].set(on)), None
-
-        (_, frame), _ = jax.lax.scan(body, (c, jnp.zeros((batch, k), jnp.float32)),
-                                     (jnp.arange(k), jax.random.split(key, k)))
-        return frame
+        return self.w_in[...] * mask_in, (self.w_out[...] * mask_out).T, jax.nn.relu
 
 
 PianoRollModel = SigmoidLSTM | NadeLSTM | MadeLSTM
