@@ -19,6 +19,15 @@ stores the result in ``studio.last_result``; a bad setting (a missing MIDI file,
 upload, a temperature of 0) becomes a message in the panel and in ``studio.last_error``,
 never an exception from inside the widget.
 
+**To order** (folk-rnn's generation to order, Sturm et al. 2016, via :mod:`labkit.conditioned`):
+the ``style`` drop-down offers the conditioned model's styles besides :data:`ANY_STYLE`. With
+:data:`ANY_STYLE` (the default) the studio works as described above, with the unconditioned model.
+With a style chosen, "Generate" samples *whole tunes* with the conditioned model
+(:func:`labkit.conditioned.sample_to_order`) in the ``meter`` and ``key`` chosen (choosing a style
+sets both to its typical ones, as ``generate --style`` does); temperature, top-k, top-p, number and
+seed apply as before, ``tune cap`` replaces ``length`` (a tune ends by itself or at the cap) and there
+is no primer. The MIDI files carry the metre's time signature and the key's key signature.
+
 Works with ipywidgets 7.7.1 (Google Colab) and 8: the only API that differs between them
 and that the studio uses, ``FileUpload.value``, is read by :func:`uploaded_files`.
 
@@ -38,9 +47,11 @@ from pathlib import Path
 
 import numpy as np
 
-from labkit.checkpoint import load_melody_model
+from labkit.checkpoint import load_melody_model, read_meta
+from labkit.conditioned import (DEFAULT_MAX_STEPS, ConditionedEncoding, key_name, load_conditioned_model,
+                                parse_key, sample_to_order, shipped_conditioned_path)
 from labkit.encoding import MelodyEncoding
-from labkit.errors import ConfigError, LabkitError
+from labkit.errors import CheckpointError, ConfigError, LabkitError
 from labkit.generate import generate_melodies, melody_stats, read_primer, write_outputs
 from labkit.melody import Melody, melody_to_sequence
 from labkit.sample import SampleConfig, default_primer, primer_from_melody
@@ -73,6 +84,10 @@ EXAMPLE_PRIMER = "Mozart, K. 525 (example MIDI)"
 PATH_PRIMER = "MIDI file: the path below"
 UPLOAD_PRIMER = "MIDI file: uploaded"
 _MIDI_CHOICES = (EXAMPLE_PRIMER, PATH_PRIMER, UPLOAD_PRIMER)
+#: The style drop-down's first choice: no conditions, the unconditioned model (the studio's default).
+ANY_STYLE = "any (unconditioned)"
+#: The 24 keys of the key drop-down, in the conditioned model's token order (C major .. B minor).
+KEYS: tuple[str, ...] = tuple(key_name(tonic, mode) for mode in ("major", "minor") for tonic in range(12))
 
 
 @dataclass
@@ -89,6 +104,11 @@ class StudioResult:
         midi_paths: ``N`` MIDI files written, one per melody.
         seconds: wall time of sampling and decoding (compilation included on a first call).
         records: per melody, the files written and :func:`labkit.generate.melody_stats`.
+        order: to order: ``{"style", "meter", "key", "max_steps"}`` asked for; ``None`` for the
+            unconditioned model. Then ``config.length`` is the tune cap, ``primer`` is empty,
+            ``tokens`` is int32 ``[N, T]``: each tune's conditioned tokens (prefix to ``END``),
+            padded with ``END`` to the longest.
+        ended: to order: per tune, whether it ended by itself (else it stopped at the cap).
 
     Notebook: 05_sampling_studio.ipynb
     """
@@ -102,6 +122,8 @@ class StudioResult:
     midi_paths: list = field(default_factory=list)
     seconds: float = 0.0
     records: list = field(default_factory=list)
+    order: dict | None = None
+    ended: list = field(default_factory=list)
 
 
 def uploaded_files(value) -> list[tuple[str, bytes]]:
@@ -163,10 +185,16 @@ class SamplingStudio:
         out_dir: folder the MIDI files go to (created when needed), one sub-folder per
             setting (see :meth:`generate`).
         steps_per_quarter: grid of the melodies (4 = sixteenth notes); the model's.
+        conditioned: the model of the "to order" controls: ``"shipped"`` (default:
+            ``labkit/assets/melody_conditioned.npz``; without that file the style drop-down offers
+            only :data:`ANY_STYLE`), the path of a conditioned checkpoint (read when a tune is first
+            asked for), a tuple ``(model, ConditionedEncoding, meta)`` (``meta["typical"]``: each
+            style's typical ``{"meter", "key"}``), or ``None`` (no styles).
 
     Widgets (attributes): ``temperature``, ``top_k``, ``top_p``, ``length``, ``num_melodies``,
     ``seed``, ``primer``, ``primer_path``, ``upload``, ``primer_steps``, ``qpm``, ``sound``,
-    ``button``, ``status`` and ``output``; ``widget`` is the panel (a ``VBox``) to display.
+    ``style``, ``meter``, ``key``, ``max_steps`` (the tune cap), ``button``, ``status`` and
+    ``output``; ``widget`` is the panel (a ``VBox``) to display.
     ``audio_budget_s`` (default :data:`AUDIO_BUDGET_S`) caps the seconds of audio one click
     embeds in the page; melodies past it get a MIDI link but no player.
     After a click, ``last_result`` is its :class:`StudioResult` (``None`` if it failed) and
@@ -185,7 +213,8 @@ class SamplingStudio:
     """
 
     def __init__(self, model, *, encoding: MelodyEncoding | None = None, primers: dict | None = None,
-                 out_dir: str | os.PathLike = "out/studio", steps_per_quarter: int = 4):
+                 out_dir: str | os.PathLike = "out/studio", steps_per_quarter: int = 4,
+                 conditioned="shipped"):
         import ipywidgets as w
 
         if isinstance(model, (str, os.PathLike)):
@@ -252,11 +281,26 @@ class SamplingStudio:
         self.output = w.Output(layout=w.Layout(border="1px solid #ddd", padding="4px"))
         self._length_note = w.HTML()
 
+        # --- to order: style, metre, key (the conditioned model) --------------------------------
+        self._init_conditioned(conditioned)
+        styles = list(self.conditioned_encoding.styles) if self.conditioned_encoding else []
+        meters = list(self.conditioned_encoding.meters) if self.conditioned_encoding else ["4/4"]
+        self.style = w.Dropdown(options=[ANY_STYLE, *styles], value=ANY_STYLE, description="style (to order)",
+                                style=wide, layout=row, disabled=not styles)
+        self.meter = w.Dropdown(options=meters, value="4/4" if "4/4" in meters else meters[0],
+                                description="metre", style=wide, layout=w.Layout(width="16em"))
+        self.key = w.Dropdown(options=list(KEYS), value="C major", description="key", style=wide,
+                              layout=w.Layout(width="16em"))
+        self.max_steps = w.IntSlider(value=DEFAULT_MAX_STEPS, min=16, max=2048, step=16,
+                                     description="tune cap (steps)", continuous_update=False, style=wide,
+                                     layout=row)
+
         self.button.on_click(self._on_click)
         self.primer.observe(self._on_primer_choice, names="value")
         self.upload.observe(self._on_upload, names="value")
         self.length.observe(self._on_length, names="value")
-        self._on_primer_choice()
+        self.style.observe(self._on_style, names="value")
+        self._on_style()
         self._on_length()
 
         title = w.HTML(f"<b>Sampling studio</b>: {type(model).__name__}, {self.vocab_size} tokens. "
@@ -264,8 +308,57 @@ class SamplingStudio:
         sampling = w.VBox([self.temperature, self.top_k, self.top_p, self.length, self._length_note,
                            self.num_melodies, self.seed])
         priming = w.VBox([self.primer, self.primer_path, self.upload, self.primer_steps, self.qpm, self.sound])
-        self.widget = w.VBox([title, w.HBox([sampling, priming]), w.HBox([self.button, self.status]),
+        ordering = w.HBox([self.style, self.meter, self.key, self.max_steps])
+        self.widget = w.VBox([title, w.HBox([sampling, priming]), ordering, w.HBox([self.button, self.status]),
                               self.output])
+
+    def _init_conditioned(self, conditioned) -> None:
+        """Set ``conditioned_encoding`` and ``typical`` (styles, metres and keys of the drop-downs)
+        without loading the model's weights: they are read on the first tune to order."""
+        self._conditioned_model = None
+        self._conditioned_path: Path | None = None
+        self.conditioned_encoding: ConditionedEncoding | None = None
+        self.typical: dict = {}
+        if conditioned is None:
+            return
+        if isinstance(conditioned, tuple):
+            if len(conditioned) != 3 or not isinstance(conditioned[1], ConditionedEncoding):
+                raise ConfigError("conditioned must be (model, ConditionedEncoding, meta), a checkpoint path, "
+                                  "'shipped' or None")
+            model, encoding, meta = conditioned
+            if int(getattr(model, "vocab_size", -1)) != encoding.vocab_size:
+                raise ConfigError(f"the conditioned model has {getattr(model, 'vocab_size', '?')} tokens but its "
+                                  f"encoding {encoding.vocab_size}")
+            self._conditioned_model, self.conditioned_encoding = model, encoding
+            self.typical = dict((meta or {}).get("typical", {}))
+            return
+        if isinstance(conditioned, str) and conditioned == "shipped":
+            path = shipped_conditioned_path()
+            if not path.is_file():
+                return                                       # a fresh checkout without it: no styles
+        elif isinstance(conditioned, (str, os.PathLike)):
+            path = Path(conditioned)
+        else:
+            raise ConfigError(f"conditioned must be 'shipped', a checkpoint path, (model, encoding, meta) or None, "
+                              f"got {type(conditioned).__name__}")
+        meta = read_meta(path)
+        if "conditioning" not in meta:
+            raise CheckpointError("not a conditioned melody model (no style/metre/key tokens in its metadata)", path)
+        try:
+            self.conditioned_encoding = ConditionedEncoding.from_dict(meta["conditioning"])
+        except (KeyError, TypeError, ValueError, ConfigError) as error:
+            raise CheckpointError(f"the checkpoint's conditioning is invalid: {error}", path) from None
+        self._conditioned_path = path
+        self.typical = dict(meta.get("typical", {}))
+
+    def conditioned_model(self):
+        """The conditioned model (loaded from its checkpoint on the first call)."""
+        if self._conditioned_model is None:
+            if self._conditioned_path is None:
+                raise ConfigError("this studio has no conditioned model: choose the style "
+                                  f"{ANY_STYLE!r}")
+            self._conditioned_model, _, self.conditioned_encoding, _ = load_conditioned_model(self._conditioned_path)
+        return self._conditioned_model
 
     # --- reading the widgets ---------------------------------------------------------------
 
@@ -276,9 +369,16 @@ class SamplingStudio:
         """
         if not -2**63 <= int(self.seed.value) < 2**63:
             raise ConfigError(f"seed must fit in 64 bits, got {self.seed.value}")
-        return SampleConfig(num_samples=int(self.num_melodies.value), length=int(self.length.value),
+        length = self.max_steps.value if self.order() is not None else self.length.value
+        return SampleConfig(num_samples=int(self.num_melodies.value), length=int(length),
                             temperature=float(self.temperature.value), top_k=int(self.top_k.value),
                             top_p=float(self.top_p.value), seed=int(self.seed.value)).validate(self.vocab_size)
+
+    def order(self) -> dict | None:
+        """``{"style", "meter", "key"}`` of the "to order" drop-downs, or ``None`` for :data:`ANY_STYLE`."""
+        if self.style.value == ANY_STYLE:
+            return None
+        return {"style": str(self.style.value), "meter": str(self.meter.value), "key": str(self.key.value)}
 
     def primer_tokens(self) -> tuple[str, np.ndarray]:
         """``(label, int32 tokens [P])`` of the primer chosen in the drop-down.
@@ -334,9 +434,18 @@ class SamplingStudio:
             config: default :meth:`settings` (the widgets).
             primer: int tokens ``[P]``; default :meth:`primer_tokens` (the drop-down).
 
+        With a style chosen (:meth:`order` not ``None``) the tunes come from the conditioned model
+        instead (:meth:`generate_to_order`); ``primer`` must then be ``None``.
+
         Returns a :class:`StudioResult`. Same settings, same seed: same tokens.
         """
         config = self.settings() if config is None else config.validate(self.vocab_size)
+        order = self.order()
+        if order is not None:
+            if primer is not None:
+                raise ConfigError(f"a tune to order starts from its conditions, not a primer: choose the style "
+                                  f"{ANY_STYLE!r} to continue a primer")
+            return self.generate_to_order(config, **order)
         primer_name, primer = self.primer_tokens() if primer is None else ("given", primer)
         qpm = float(self.qpm.value)
         start = time.perf_counter()
@@ -359,6 +468,51 @@ class SamplingStudio:
         return StudioResult(config=config, primer_name=primer_name, primer=primer, tokens=tokens,
                             melodies=melodies, sequences=sequences,
                             midi_paths=[Path(r["midi"]) for r in records], seconds=seconds, records=records)
+
+    def generate_to_order(self, config: SampleConfig, *, style: str, meter: str, key: str) -> StudioResult:
+        """Whole tunes of ``style`` in ``meter`` and ``key`` from the conditioned model; display nothing.
+
+        :func:`labkit.conditioned.sample_to_order` with ``config``'s number, temperature, top-k, top-p
+        and seed, ``config.length`` as the tune cap (steps) and the ``qpm`` slider's tempo; written by
+        :func:`labkit.generate.write_outputs` (each MIDI file with the metre's time signature and the
+        key's key signature) into a folder of ``out_dir`` named by the settings, e.g.
+        ``irish-6-8-D-major_n4_cap1024_T1.00_k0_p1.00_seed0``. Same settings, same seed: same tunes.
+
+        Notebook: 05_sampling_studio.ipynb
+        """
+        model = self.conditioned_model()
+        encoding = self.conditioned_encoding
+        if style not in encoding.styles:
+            raise ConfigError(f"unknown style {style!r}; the conditioned model knows {', '.join(encoding.styles)}")
+        if meter not in encoding.meters:
+            raise ConfigError(f"the conditioned model knows no metre {meter!r}; choose one of "
+                              f"{', '.join(encoding.meters)}")
+        tonic, mode = parse_key(key)
+        qpm = float(self.qpm.value)
+        start = time.perf_counter()
+        tunes = sample_to_order(model, encoding, style=style, meter=meter, key=(tonic, mode),
+                                num=config.num_samples, max_steps=config.length, temperature=config.temperature,
+                                top_k=config.top_k, top_p=config.top_p, seed=config.seed, qpm=qpm)
+        seconds = time.perf_counter() - start
+        melodies = [melody for melody, _ in tunes]
+        ended = [bool(info["ended"]) for _, info in tunes]
+        rows = [np.asarray(info["tokens"], dtype=np.int32) for _, info in tunes]
+        tokens = np.full((len(rows), max(len(r) for r in rows)), encoding.end, dtype=np.int32)
+        for i, row in enumerate(rows):
+            tokens[i, :len(row)] = row
+        _, program = SOUNDS[self.sound.value]
+        key = key_name(tonic, mode)
+        slug = re.sub(r"[^A-Za-z0-9#]+", "-", f"{style}_{meter}_{key}").replace("#", "sharp")
+        folder = self.out_dir / (f"{slug}_n{config.num_samples}_cap{config.length}_T{config.temperature:.2f}_"
+                                 f"k{config.top_k}_p{config.top_p:.2f}_seed{config.seed}")
+        order = {"style": style, "meter": meter, "key": key, "max_steps": config.length}
+        settings = {"model": "conditioned", **order, "qpm": qpm, "ended": ended,
+                    **{k: getattr(config, k) for k in ("num_samples", "temperature", "top_k", "top_p", "seed")}}
+        records = write_outputs(melodies, folder, settings=settings, program=program)
+        sequences = [melody_to_sequence(m, program=program) for m in melodies]
+        return StudioResult(config=config, primer_name="to order", primer=np.zeros(0, np.int32), tokens=tokens,
+                            melodies=melodies, sequences=sequences, midi_paths=[Path(r["midi"]) for r in records],
+                            seconds=seconds, records=records, order=order, ended=ended)
 
     # --- display ----------------------------------------------------------------------------
 
@@ -402,8 +556,14 @@ class SamplingStudio:
         axes = np.atleast_1d(figure.subplots(n, 1, sharex=True, squeeze=False)[:, 0])
         for i, (ax, sequence) in enumerate(zip(axes, result.sequences)):
             plot_piano_roll(sequence, ax=ax)
-            ax.axvspan(0.0, primer_seconds, color="gold", alpha=0.25, zorder=1, linewidth=0)
-            ax.set_title(f"melody {i + 1} (primer shaded)", fontsize="small", loc="left")
+            if result.order is None:
+                ax.axvspan(0.0, primer_seconds, color="gold", alpha=0.25, zorder=1, linewidth=0)
+                ax.set_title(f"melody {i + 1} (primer shaded)", fontsize="small", loc="left")
+            else:
+                o = result.order
+                end = "" if result.ended[i] else ", stopped at the cap"
+                ax.set_title(f"tune {i + 1}: {o['style']}, {o['meter']}, {o['key']}{end}", fontsize="small",
+                             loc="left")
             if i < n - 1:
                 ax.set_xlabel("")
         figure.tight_layout()
@@ -433,6 +593,11 @@ class SamplingStudio:
         c = result.config
         top_k = "off" if c.top_k == 0 else c.top_k
         top_p = "off" if c.top_p >= 1.0 else f"{c.top_p:.2f}"
+        if result.order is not None:
+            o = result.order
+            return (f"{len(result.melodies)} {html.escape(o['style'])} tunes in {o['meter']}, {o['key']} "
+                    f"({sum(result.ended)} ended by themselves, cap {c.length} steps) in {result.seconds:.2f} s: "
+                    f"temperature {c.temperature:.2f}, top-k {top_k}, top-p {top_p}, seed {c.seed}")
         return (f"{len(result.melodies)} melodies of {c.length} steps after a {len(result.primer)}-token primer "
                 f"({html.escape(result.primer_name)}) in {result.seconds:.2f} s: temperature "
                 f"{c.temperature:.2f}, top-k {top_k}, top-p {top_p}, seed {c.seed}")
@@ -461,9 +626,29 @@ class SamplingStudio:
 
     def _on_primer_choice(self, _change=None) -> None:
         label = self.primer.value
-        self.primer_path.disabled = label != PATH_PRIMER
-        self.primer_steps.disabled = not (label in _MIDI_CHOICES
-                                          or isinstance(self._primer_sources.get(label), (str, os.PathLike)))
+        to_order = self.style.value != ANY_STYLE
+        self.primer.disabled = self.upload.disabled = to_order
+        self.primer_path.disabled = to_order or label != PATH_PRIMER
+        self.primer_steps.disabled = to_order or not (
+            label in _MIDI_CHOICES or isinstance(self._primer_sources.get(label), (str, os.PathLike)))
+
+    def _on_style(self, change=None) -> None:
+        """A style chosen: its typical metre and key (as ``generate --style``), the to-order knobs on,
+        length and primer off; :data:`ANY_STYLE`: the reverse."""
+        style = self.style.value
+        to_order = style != ANY_STYLE
+        if to_order and change is not None:
+            typical = self.typical.get(style, {})
+            meter = typical.get("meter", "4/4")
+            if meter in self.meter.options:
+                self.meter.value = meter
+            try:
+                self.key.value = key_name(*parse_key(typical.get("key", "C major")))
+            except ConfigError:
+                self.key.value = "C major"
+        self.meter.disabled = self.key.disabled = self.max_steps.disabled = not to_order
+        self.length.disabled = to_order
+        self._on_primer_choice()
 
     def _on_upload(self, _change=None) -> None:
         if self.upload.value:

@@ -21,8 +21,8 @@ from labkit.errors import ConfigError, LabkitError  # noqa: E402
 from labkit.melody import Melody, melody_to_sequence  # noqa: E402
 from labkit.models import ModelConfig, make_model  # noqa: E402
 from labkit.sample import SampleConfig, primer_from_melody, sample  # noqa: E402
-from labkit.widgets import (MOTIFS, NO_PRIMER, PATH_PRIMER, UPLOAD_PRIMER, SamplingStudio, StudioResult,  # noqa: E402
-                            uploaded_files)
+from labkit.widgets import (ANY_STYLE, KEYS, MOTIFS, NO_PRIMER, PATH_PRIMER, UPLOAD_PRIMER, SamplingStudio,  # noqa: E402
+                            StudioResult, uploaded_files)
 
 IPYWIDGETS_7 = ipywidgets.__version__.startswith("7.")
 TUNE = Melody.from_notes([62, 65, 69, 67, 65, 64], [0, 4, 6, 8, 12, 14], [4, 6, 8, 12, 14, 16])
@@ -239,7 +239,145 @@ def test_panel_holds_the_widgets(studio):
 
     inside = set(map(id, walk(studio.widget)))
     for name in ("temperature", "top_k", "top_p", "length", "num_melodies", "seed", "primer", "primer_path",
-                 "upload", "button", "output"):
+                 "upload", "button", "output", "style", "meter", "key", "max_steps"):
         assert id(getattr(studio, name)) in inside, name
     assert isinstance(studio.temperature, ipywidgets.FloatSlider) and studio.temperature.min > 0
     assert isinstance(studio.seed, ipywidgets.IntText) and isinstance(studio.top_k, ipywidgets.IntSlider)
+
+
+# --- to order: style, metre and key (the conditioned model) -----------------------------------------
+
+TINY_TYPICAL = {"irish": {"meter": "6/8", "key": "D major"}, "german": {"meter": "3/4", "key": "F major"}}
+
+
+@pytest.fixture(scope="module")
+def conditioned_checkpoint(tmp_path_factory):
+    """A tiny conditioned model (two styles, three metres) saved as a checkpoint, as the shipped one is."""
+    from labkit.checkpoint import save_model
+    from labkit.conditioned import ConditionedEncoding
+
+    enc = ConditionedEncoding(styles=("irish", "german"), meters=("3/4", "4/4", "6/8"))
+    config = ModelConfig(vocab_size=enc.vocab_size, embed_dim=8, hidden_size=16, num_layers=1)
+    path = tmp_path_factory.mktemp("cond") / "tiny_conditioned.npz"
+    save_model(path, make_model(config, 5), config, {"conditioning": enc.to_dict(), "typical": TINY_TYPICAL})
+    return path
+
+
+@pytest.fixture
+def ordered(model, conditioned_checkpoint, tmp_path):
+    s = SamplingStudio(model, out_dir=tmp_path / "out", conditioned=conditioned_checkpoint)
+    s.num_melodies.value, s.sound.value, s.max_steps.value = 2, "sine (fast)", 48
+    return s
+
+
+def test_to_order_controls_offer_the_shipped_models_styles_metres_and_keys(studio):
+    from labkit.conditioned import shipped_conditioned_path
+    from labkit.checkpoint import read_meta
+
+    meta = read_meta(shipped_conditioned_path())
+    assert studio.style.options == (ANY_STYLE, *meta["conditioning"]["styles"])
+    assert studio.meter.options == tuple(meta["conditioning"]["meters"])
+    assert studio.key.options == KEYS and len(KEYS) == 24 and KEYS[:3] == ("C major", "C# major", "D major")
+    assert KEYS[12] == "C minor" and KEYS[-1] == "B minor"
+    assert studio.style.value == ANY_STYLE                   # the default: today's studio
+    assert studio.meter.disabled and studio.key.disabled and studio.max_steps.disabled
+    assert not studio.length.disabled and not studio.primer.disabled
+    for style, typical in meta["typical"].items():          # a style chosen: its typical metre and key
+        studio.style.value = style
+        assert (studio.meter.value, studio.key.value) == (typical["meter"], typical["key"]), style
+    assert not studio.meter.disabled and studio.length.disabled and studio.primer.disabled
+    assert studio.order() == {"style": style, "meter": typical["meter"], "key": typical["key"]}
+    assert studio.settings().length == studio.max_steps.value == 1024
+    studio.style.value = ANY_STYLE
+    assert studio.order() is None and studio.meter.disabled and not studio.primer.disabled
+    assert studio.settings().length == studio.length.value == 16
+
+
+def test_to_order_writes_the_chosen_time_and_key_signatures(ordered):
+    from labkit.conditioned import load_conditioned_model, sample_to_order
+    from note_seq import music_pb2
+
+    assert ordered.style.options == (ANY_STYLE, "irish", "german")
+    assert ordered.meter.options == ("3/4", "4/4", "6/8")
+    ordered.style.value = "german"
+    assert (ordered.meter.value, ordered.key.value) == ("3/4", "F major")
+    ordered.meter.value, ordered.key.value = "6/8", "F# minor"
+    ordered.temperature.value, ordered.seed.value = 0.8, 21
+    ordered.button.click()
+    assert ordered.last_error is None, ordered.last_error
+    result = ordered.last_result
+    assert result.order == {"style": "german", "meter": "6/8", "key": "F# minor", "max_steps": 48}
+    assert len(result.melodies) == len(result.midi_paths) == len(result.ended) == 2
+    for melody, path in zip(result.melodies, result.midi_paths):
+        sequence = midi_io.read_midi(path)
+        assert [(t.numerator, t.denominator) for t in sequence.time_signatures] == [(6, 8)]
+        assert [(k.key, k.mode) for k in sequence.key_signatures] == [(6, music_pb2.NoteSequence.KeySignature.MINOR)]
+        assert len(sequence.notes) == len(melody.pitches)
+        assert 0 < melody.num_steps <= 48
+    written = json.loads((result.midi_paths[0].parent / "generation.json").read_text())["settings"]
+    assert (written["style"], written["meter"], written["key"], written["seed"]) == ("german", "6/8", "F# minor", 21)
+    assert "german tunes in 6/8, F# minor" in ordered.status.value and "tune 1" not in ordered.status.value
+    assert "<audio" in html_of(ordered) and html_of(ordered).count("data:audio/midi") == 2
+    # the studio's knobs reach sample_to_order: the same call gives the same tunes
+    model, _, enc, _ = load_conditioned_model(ordered._conditioned_path)
+    direct = sample_to_order(model, enc, style="german", meter="6/8", key="F#m", num=2, max_steps=48,
+                             temperature=0.8, seed=21)
+    for (melody, info), row, mine in zip(direct, result.tokens, result.melodies):
+        np.testing.assert_array_equal(row[:len(info["tokens"])], info["tokens"])
+        np.testing.assert_array_equal(mine.events, melody.events)
+    # same seed: the same tunes and the same files; another seed: other tunes
+    first, first_bytes = result.tokens, result.midi_paths[0].read_bytes()
+    ordered.button.click()
+    np.testing.assert_array_equal(ordered.last_result.tokens, first)
+    assert ordered.last_result.midi_paths[0].read_bytes() == first_bytes
+    ordered.seed.value = 22
+    ordered.button.click()
+    assert not np.array_equal(ordered.last_result.tokens, first)
+
+
+def test_any_style_keeps_the_unconditioned_path(ordered, model):
+    ordered.style.value = "irish"
+    ordered.style.value = ANY_STYLE
+    ordered.length.value, ordered.seed.value, ordered.temperature.value = 24, 4, 0.9
+    ordered.button.click()
+    result = ordered.last_result
+    assert result.order is None and result.ended == [] and result.tokens.shape == (2, 25)
+    expected = SampleConfig(num_samples=2, length=24, temperature=0.9, seed=4)
+    np.testing.assert_array_equal(result.tokens, sample(model, expected, [41]))
+    sequence = midi_io.read_midi(result.midi_paths[0])
+    assert [(t.numerator, t.denominator) for t in sequence.time_signatures] in ([], [(4, 4)])
+    assert ordered._conditioned_model is None               # never loaded: the old path does not need it
+
+
+def test_to_order_bad_choices_become_messages(ordered, model, tmp_path):
+    from labkit.checkpoint import save_model
+    from labkit.errors import CheckpointError
+
+    ordered.style.value = "irish"
+    with pytest.raises(ConfigError, match="primer"):
+        ordered.generate(primer=np.array([41], np.int32))
+    ordered.temperature.min = 0.0
+    ordered.temperature.value = 0.0
+    ordered.button.click()
+    assert ordered.last_result is None and "temperature" in ordered.status.value
+    # no conditioned model: only "any", and the studio works as before
+    bare = SamplingStudio(model, out_dir=tmp_path / "bare", conditioned=None)
+    assert bare.style.options == (ANY_STYLE,) and bare.style.disabled
+    # an unconditioned checkpoint is refused, naming the file
+    plain = save_model(tmp_path / "plain.npz", model, ModelConfig(embed_dim=8, hidden_size=16, num_layers=1))
+    with pytest.raises(CheckpointError, match="plain.npz"):
+        SamplingStudio(model, out_dir=tmp_path, conditioned=plain)
+
+
+def test_to_order_with_the_shipped_model(studio):
+    from note_seq import music_pb2
+
+    studio.style.value = "irish"
+    studio.meter.value, studio.key.value = "6/8", "D major"
+    studio.num_melodies.value, studio.max_steps.value, studio.seed.value = 1, 96, 3
+    studio.button.click()
+    assert studio.last_error is None, studio.last_error
+    sequence = midi_io.read_midi(studio.last_result.midi_paths[0])
+    assert [(t.numerator, t.denominator) for t in sequence.time_signatures] == [(6, 8)]
+    assert [(k.key, k.mode) for k in sequence.key_signatures] == [(2, music_pb2.NoteSequence.KeySignature.MAJOR)]
+    assert len(sequence.notes) > 0
