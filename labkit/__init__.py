@@ -9,6 +9,7 @@ checks it), so data flows one way, from MIDI files to music and reports::
     midi_io.py                   MIDI file <-> NoteSequence (a fast reader that agrees with note-seq's, note for note)
     melody.py                    the Melody type: quantize, extract, transpose, keys, phrases, notes in seconds
     encoding.py audio.py viz.py  melody <-> tokens and piano-roll frames; SoundFont rendering and WAV; piano rolls
+    mix.py studio.py             voices -> one stereo mix (volume, pan, room); a light show that follows the music
     corpus/__init__.py           the shipped corpus: manifest, splits, reading tunes
     corpus/build.py              building data/ from music21's collections (a maintainer tool: make corpus)
     data.py prepare.py           cached arrays and batches; the user's own MIDI folders -> a dataset
@@ -18,11 +19,16 @@ checks it), so data flows one way, from MIDI files to music and reports::
     models/melody.py             the Flax NNX melody LSTM students read, and the attention model
     checkpoint.py                checkpoints and models as plain arrays; the shipped melody model
     train.py sample.py           jitted training with early stopping and exact resume; sampling, beam search
+    conditioned.py               generation to order: style, metre and key tokens, bar lines and an end
     evaluate.py generate.py      cross-entropy by tune (bits per note); melodies -> MIDI, WAV, pictures
     train_shipped.py             retrains the shipped melody model (a maintainer tool: make model)
+    polyphony/                   piano rolls (data), sigmoid, NADE and MADE LSTMs (models), their training (train),
+                                 four-part settings and their rules (harmony), the chorale model (harmony_model)
     style/                       features, logreg, selection, model, scoring, experiments, plots, demo
-    polyphony/                   piano rolls (data), sigmoid and NADE-style LSTMs (models), their training (train)
-    widgets.py                   the sampling studio (ipywidgets 7 and 8)
+    judge.py                     generated music judged: features of tunes, two sets compared (Yang and Lerch)
+    live.py personal.py          live generation in chunks steered by style; training on your own folders
+    widgets.py listening.py      the sampling studio (ipywidgets 7 and 8); the listening-test panel
+    app/                         the studio app (Voila): sampler, mixer, live mode, style index
     demo.py                      make demo: corpus, model, music and report
     commands/ cli.py             python -m labkit ...: the same functions, headless (commands/_args.py: the
                                  range of every numeric flag)
