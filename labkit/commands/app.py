@@ -49,9 +49,7 @@ def _run(args) -> int:
     from labkit.app import NOTEBOOK, OUT_ENV
     from labkit.errors import ConfigError
 
-    if importlib.util.find_spec("voila") is None:
-        raise ConfigError("Voila is not installed: pip install 'labkit[app]' (or pip install voila)", "app")
-    out = Path(args.out).expanduser().resolve()
+    out = Path(args.out).expanduser().resolve()      # the flags first, then what the machine lacks
     if out.exists() and not out.is_dir():
         raise ConfigError("is a file; --out names the folder for the app's files", args.out)
     try:
@@ -63,6 +61,8 @@ def _run(args) -> int:
             probe.bind(("127.0.0.1", args.port))
         except OSError:
             raise ConfigError(f"port {args.port} is in use; pick another with --port", "app") from None
+    if importlib.util.find_spec("voila") is None:
+        raise ConfigError("Voila is not installed: pip install 'labkit[app]' (or pip install voila)", "app")
     command = [sys.executable, "-m", "voila", str(NOTEBOOK), f"--port={args.port}", "--Voila.ip=127.0.0.1",
                "--VoilaConfiguration.show_tracebacks=True", "--Voila.port_retries=0"]
     if not args.open:
