@@ -9,6 +9,7 @@ checks it), so data flows one way, from MIDI files to music and reports::
     midi_io.py                   MIDI file <-> NoteSequence (a fast reader that agrees with note-seq's, note for note)
     melody.py                    the Melody type: quantize, extract, transpose, keys, phrases, notes in seconds
     encoding.py audio.py viz.py  melody <-> tokens and piano-roll frames; SoundFont rendering and WAV; piano rolls
+    score.py                     staff notation: a melody -> MusicXML (music21) -> SVG (Verovio, offline)
     mix.py studio.py             voices -> one stereo mix (volume, pan, room); a light show that follows the music
     corpus/__init__.py           the shipped corpus: manifest, splits, reading tunes
     corpus/build.py              building data/ from music21's collections (a maintainer tool: make corpus)

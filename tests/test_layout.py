@@ -20,7 +20,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("labkit", "labkit.examples"),                                            # the package docstring and version
     ("labkit.midi_io",),                                    # MIDI files <-> NoteSequences
     ("labkit.melody",),                                     # melodies: quantize, extract, keys, phrases
-    ("labkit.encoding", "labkit.audio", "labkit.viz"),      # tokens; sound and pictures of notes
+    ("labkit.encoding", "labkit.audio", "labkit.viz", "labkit.score"),  # tokens; sound, pictures and scores of notes
     ("labkit.mix",),                                        # voices -> one stereo mix (volume, pan, room)
     ("labkit.studio",),                                     # music you can see: the light show of a piece
     ("labkit.corpus",),                                     # the shipped corpus, read
