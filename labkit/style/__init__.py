@@ -23,5 +23,5 @@ Modules, down the pipeline (each imports only those above it):
 Importing ``labkit.style`` imports none of them (nor JAX): import the module you need,
 ``from labkit.style.model import load_style_model``.
 
-Notebooks: 06_style_features.ipynb, 07_style_index.ipynb
+Notebooks: 06_style_features.ipynb, 07_style_index.ipynb, 12_style_research_appendix.ipynb
 """

@@ -58,7 +58,7 @@ measures, always with stratified k-fold cross-validation **by tune**:
    ``pair``, the same held-out tunes scored by an Irish-against-German model
    (improved settings; the first target's model).
 
-Every figure comes with the seconds it took. Notebook: 07_style_index.ipynb
+Every figure comes with the seconds it took. Notebook: 12_style_research_appendix.ipynb
 """
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def oneill_section(tune_ids) -> np.ndarray:
     >>> oneill_section(["oneills-0012", "oneills-0650", "oneills-1201", "essen-kinder0-0001"]).tolist()
     ['airs', 'carolan', 'dances', '']
 
-    Notebook: 07_style_index.ipynb
+    Notebook: 12_style_research_appendix.ipynb
     """
     out = []
     for tune_id in tune_ids:
@@ -117,7 +117,7 @@ def cross_style_duplicates(melodies, labels) -> np.ndarray:
         >>> cross_style_duplicates([song, [p + 2 for p in song], other], ["a", "b", "a"]).tolist()
         [True, True, False]
 
-    Notebook: 07_style_index.ipynb
+    Notebook: 12_style_research_appendix.ipynb
     """
     from labkit.evaluate import near_duplicates
 
@@ -146,7 +146,7 @@ def tree_columns(names: Sequence[str]) -> np.ndarray:
 
     Nor the melody model's state columns (``lstm_...``): the trees' settings were chosen without them.
 
-    Notebook: 07_style_index.ipynb
+    Notebook: 12_style_research_appendix.ipynb
     """
 
     hashed = {int(i) for cols in F.hashed_columns(names).values() for i in cols}
@@ -172,7 +172,7 @@ def mix_with_trees(X, y, names, logreg: dict, num_classes: int, *, seed: int = 0
     Raises:
         ConfigError: scikit-learn is not installed.
 
-    Notebook: 07_style_index.ipynb
+    Notebook: 12_style_research_appendix.ipynb
     """
 
     try:
@@ -252,7 +252,7 @@ def run_experiment(styles: Sequence[str] = FIVE_STYLES, *, max_per_style: int | 
         >>> sorted(figures["improved"])[:3]                                             # doctest: +SKIP
         ['accuracy', 'balanced_accuracy', 'balanced_accuracy_std']
 
-    Notebook: 07_style_index.ipynb
+    Notebook: 12_style_research_appendix.ipynb
     """
 
     say = log or (lambda line: None)
@@ -489,7 +489,7 @@ def classical_melodies(per_composer: int = 4, composers: Sequence[str] = CLASSIC
         ``skipped`` maps the works that could not be used to the reason (they do not
         stop the others).
 
-    Notebook: 07_style_index.ipynb
+    Notebook: 12_style_research_appendix.ipynb
     """
     import random
     import tempfile
@@ -542,7 +542,7 @@ def typicality_check(model=None, *, per_composer: int = 4, composers: Sequence[s
         ``{set name: {"tunes", "flagged" (share below the floor), "median" (typicality)}}``,
         plus ``"classical_works"`` ``{work: typicality}`` and ``"skipped"``.
 
-    Notebook: 07_style_index.ipynb
+    Notebook: 12_style_research_appendix.ipynb
     """
     from labkit.corpus import load_manifest
 

@@ -884,7 +884,7 @@ def melody_model_features(melodies: Iterable, model=None, *, max_steps: int = MO
         >>> X.shape, names[0], names[-1]
         ((1, 512), 'lstm_mean:000', 'lstm_std:255')
 
-    Notebook: 07_style_index.ipynb
+    Notebook: 12_style_research_appendix.ipynb
     """
     import jax.numpy as jnp
 

@@ -14,7 +14,7 @@
 * The shipped model in ``labkit/assets/style_model/`` (:func:`shipped_style_model_dir`,
   :func:`load_style_model`, :func:`style_model_metrics`).
 
-Notebook: 07_style_index.ipynb
+Notebooks: 07_style_index.ipynb, 12_style_research_appendix.ipynb
 """
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ class Typicality:
         >>> bool(t(Z, names).mean() > 0.4), float(t(np.full((1, 3), 8.0), names)[0])
         (True, 0.0)
 
-    Notebook: 07_style_index.ipynb
+    Notebook: 12_style_research_appendix.ipynb
     """
 
     mean: np.ndarray
@@ -280,7 +280,7 @@ class StyleModel:
     def typicality(self, melodies) -> np.ndarray:
         """How typical each melody is of the tunes the model learned from (see :class:`Typicality`).
 
-        Notebook: 07_style_index.ipynb
+        Notebook: 12_style_research_appendix.ipynb
         """
         return self.typicality_from_features(self.features(melodies))
 

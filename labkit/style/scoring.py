@@ -328,7 +328,7 @@ def describe_typicality(value: float) -> str:
     >>> describe_typicality(0.4632), describe_typicality(0.004)
     ('0.463', '0.004 (unlike every style it knows)')
 
-    Notebook: 07_style_index.ipynb
+    Notebook: 12_style_research_appendix.ipynb
     """
     return f"{value:.3f}" + (" (unlike every style it knows)" if value < TYPICAL_FLOOR else "")
 

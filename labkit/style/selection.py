@@ -108,7 +108,7 @@ def l1_path(X, y, lambdas: Sequence[float], *, X_val=None, y_val=None, l2: float
         >>> bool(r["nonzero"][0] > r["nonzero"][1])
         True
 
-    Notebook: 07_style_index.ipynb
+    Notebook: 06_style_features.ipynb
     """
     X, y = _as_xy(X, y)
     if X_val is None:
@@ -150,7 +150,7 @@ def dimensionality_cost(X, y, dims: Sequence[int], *, selection: str = "mi", tes
     Returns:
         list of dicts ``{"dims", "fit_seconds", "iterations", "balanced_accuracy", "accuracy"}``.
 
-    Notebook: 07_style_index.ipynb
+    Notebook: 06_style_features.ipynb
     """
     X, y = _as_xy(X, y)
     tr, te = stratified_split(y, test_fraction, seed, groups)
