@@ -307,3 +307,80 @@ def test_the_shipped_conditioned_model_loads_and_knows_the_five_styles():
     assert doc["scores"]["test_folk"]["bits_per_event"] <= doc["unconditioned"]["test_folk"]["bits_per_event"]
     (melody, info), = sample_to_order(model, enc, style="irish", meter="6/8", key="D", num=1, max_steps=64)
     assert (melody.numerator, melody.denominator, melody.key) == (6, 8, 2) and melody.num_steps <= 64
+
+
+# --- conditions heard at every step (ConditionedMelodyLSTM) -------------------------------------------
+
+def _every_step_config(**kw):
+    values = dict(vocab_size=ENC.vocab_size, embed_dim=8, hidden_size=16, num_layers=2, dropout=0.0,
+                  condition_tokens=3)
+    values.update(kw)
+    return ModelConfig(**values)
+
+
+def test_every_step_model_adds_the_conditions_to_every_input_by_hand():
+    from labkit.models import ConditionedMelodyLSTM
+
+    model = make_model(_every_step_config(), 0)
+    assert isinstance(model, ConditionedMelodyLSTM)
+    tokens = np.array([ENC.prefix("irish", "6/8", 2, "major").tolist() + [ENC.bar, 43, 0, 1, 47]], np.int32)
+    table = np.asarray(model.embed.embedding[...])
+    e = table[tokens[0]]
+    expected = e + np.cumsum(np.where(np.arange(len(e))[:, None] < 3, e, 0.0), axis=0)
+    inputs, cond = model._inputs(model.init_carry(1), tokens)
+    np.testing.assert_allclose(np.asarray(inputs)[:, 0], expected, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(cond)[0], e[:3].sum(0), atol=1e-6)   # style + metre + key
+    # the same conditions at step 7 as at step 3: e_t + (e_style + e_metre + e_key)
+    np.testing.assert_allclose(expected[7] - e[7], expected[3] - e[3], atol=1e-6)
+
+
+@pytest.mark.parametrize("use_kernels", [True, False])
+def test_every_step_model_run_equals_steps_and_chunks(use_kernels):
+    model = make_model(_every_step_config(), 1, use_kernels=use_kernels)
+    rng = np.random.default_rng(0)
+    tokens = np.concatenate([np.tile(ENC.prefix("german", "3/4", 9, "minor")[:3], (2, 1)),
+                             rng.integers(0, ENC.bar, (2, 9))], axis=1).astype(np.int32)
+    whole = np.asarray(model(tokens))
+    carry, steps = model.init_carry(2), []
+    for t in range(tokens.shape[1]):
+        carry, logits = model.step_function()(carry, tokens[:, t])
+        steps.append(np.asarray(logits))
+    np.testing.assert_allclose(np.stack(steps, 1), whole, atol=2e-5)
+    carry, first = model.run(model.init_carry(2), tokens[:, :2])          # a chunk that ends inside the conditions
+    _, rest = model.run(carry, tokens[:, 2:])
+    np.testing.assert_allclose(np.concatenate([first, rest], 1), whole, atol=2e-5)
+
+
+def test_every_step_model_hears_the_style_far_into_a_tune():
+    # the same 200 events under two styles: the plain LSTM's state may forget the first token, the
+    # conditioned one's input still carries it, so the logits at the last step differ by a fixed bias
+    model = make_model(_every_step_config(num_layers=1), 2)
+    events = np.random.default_rng(1).integers(0, ENC.bar, 200)
+    rows = np.array([ENC.prefix(s, "6/8", 2, "major")[:3].tolist() + events.tolist() for s in ("irish", "german")],
+                    np.int32)
+    inputs, _ = model._inputs(model.init_carry(2), rows)
+    gap = np.asarray(inputs[-1, 0] - inputs[-1, 1])
+    table = np.asarray(model.embed.embedding[...])
+    np.testing.assert_allclose(gap, table[ENC.style_token("irish")] - table[ENC.style_token("german")], atol=1e-6)
+
+
+def test_every_step_model_config_checks_and_checkpoint_round_trip(tmp_path):
+    from labkit.checkpoint import load_melody_model
+
+    with pytest.raises(ConfigError, match="condition_tokens"):
+        _every_step_config(condition_tokens=-1)
+    with pytest.raises(ConfigError, match="cannot both"):
+        _every_step_config(attention_length=4)
+    cfg = _every_step_config()
+    # no new parameters: the conditions' own embeddings are the conditioning vector
+    assert cfg.num_params() == ModelConfig(**{**cfg.to_dict(), "condition_tokens": 0}).num_params()
+    model = make_model(cfg, 3)
+    save_model(tmp_path / "m.npz", model, cfg, {"conditioning": ENC.to_dict()})
+    loaded, loaded_cfg = load_melody_model(tmp_path / "m.npz")
+    assert loaded_cfg.condition_tokens == 3 and type(loaded).__name__ == "ConditionedMelodyLSTM"
+    tokens = np.array([ENC.prefix("irish", "6/8", 2, "major").tolist() + [ENC.bar, 43, 0]], np.int32)
+    np.testing.assert_array_equal(np.asarray(loaded(tokens)), np.asarray(model(tokens)))
+    tunes = sample_to_order(loaded, ENC0, style="irish", meter="6/8", key="D", num=2, max_steps=40, seed=0)
+    again = sample_to_order(loaded, ENC0, style="irish", meter="6/8", key="D", num=2, max_steps=40, seed=0)
+    assert all(np.array_equal(a[1]["tokens"], b[1]["tokens"]) for a, b in zip(tunes, again))
+    assert all((m.numerator, m.denominator, m.key) == (6, 8, 2) for m, _ in tunes)

@@ -81,6 +81,8 @@ class ModelConfig(ConfigDict):
         dropout: dropout rate on each layer's output during training, in ``[0, 1)``.
         attention_length: ``0`` for a plain :class:`MelodyLSTM`; ``n > 0`` for an
             :class:`AttentionMelodyLSTM` attending over the last ``n`` outputs (Magenta used 40).
+        condition_tokens: ``0`` for a plain model; ``k > 0`` for a :class:`ConditionedMelodyLSTM`, whose every
+            input step also gets the embeddings of the sequence's first ``k`` tokens (its conditions).
 
     Notebook: 04_lstm_melody_model.ipynb
 
@@ -95,6 +97,7 @@ class ModelConfig(ConfigDict):
     num_layers: int = 2
     dropout: float = 0.2
     attention_length: int = 0
+    condition_tokens: int = 0
 
     def __post_init__(self):
         for name in ("vocab_size", "embed_dim", "hidden_size", "num_layers"):
@@ -107,6 +110,10 @@ class ModelConfig(ConfigDict):
             raise ConfigError(f"ModelConfig.dropout must lie in [0, 1), got {self.dropout!r}")
         if not isinstance(self.attention_length, int) or self.attention_length < 0:
             raise ConfigError(f"ModelConfig.attention_length must be an integer >= 0, got {self.attention_length!r}")
+        if not isinstance(self.condition_tokens, int) or self.condition_tokens < 0:
+            raise ConfigError(f"ModelConfig.condition_tokens must be an integer >= 0, got {self.condition_tokens!r}")
+        if self.condition_tokens and self.attention_length:
+            raise ConfigError("ModelConfig: condition_tokens and attention_length cannot both be set")
 
 
     def to_json(self) -> str:
@@ -281,6 +288,97 @@ class MelodyLSTM(nnx.Module):
         return kernels.table_step_function(self.embed, self.cells, self.head)
 
 
+class ConditionedMelodyLSTM(MelodyLSTM):
+    """A :class:`MelodyLSTM` that hears its conditions at every step, not only at the start.
+
+    A sequence's first ``condition_tokens`` tokens are its conditions (for
+    :mod:`labkit.conditioned`: style, metre, key). Their embeddings, summed, are added to the
+    embedding of every input token, so the LSTM's gates get a bias per sequence that it cannot
+    forget, however long the tune (a prefix read once must be carried in the state). It is causal:
+    step ``t`` adds the embeddings of the conditions read so far, ``c_t = sum_{j <= min(t, k-1)} e_j``,
+    so :meth:`run` over a sequence and :meth:`step` token by token give the same logits. No new
+    parameters: the conditions' own embeddings are the conditioning vector.
+
+    The carry is a dict: ``"lstm"`` (as in :class:`MelodyLSTM`), ``"cond"`` ``[B, E]`` (the sum so far)
+    and ``"pos"`` ``[B]`` int32 (tokens read).
+
+    Notebook: 09_judging_generated_music.ipynb
+
+    Example:
+        >>> model = ConditionedMelodyLSTM(20, 8, 16, 1, 0.0, condition_tokens=2, rngs=nnx.Rngs(0))
+        >>> tokens = jnp.array([[3, 4, 5, 6, 7]])
+        >>> carry = model.init_carry(1)
+        >>> steps = []
+        >>> for t in range(5):
+        ...     carry, logits = model.step(carry, tokens[:, t])
+        ...     steps.append(logits)
+        >>> bool(jnp.allclose(jnp.stack(steps, 1), model(tokens), atol=1e-5))
+        True
+    """
+
+    def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int = 2,
+                 dropout: float = 0.0, *, condition_tokens: int, use_kernels: bool = True, rngs: nnx.Rngs):
+        if condition_tokens < 1:
+            raise ConfigError(f"condition_tokens must be at least 1, got {condition_tokens}")
+        super().__init__(vocab_size, embed_dim, hidden_size, num_layers, dropout, use_kernels=use_kernels, rngs=rngs)
+        self.condition_tokens = int(condition_tokens)
+        self.embed_dim = embed_dim
+
+    def init_carry(self, batch: int) -> Carry:
+        """Zero LSTM state, no conditions read: ``{"lstm", "cond" [B, E], "pos" [B]}``."""
+        return {"lstm": _zeros_carry(batch, self.hidden_size, self.num_layers),
+                "cond": jnp.zeros((batch, self.embed_dim), jnp.float32), "pos": jnp.zeros((batch,), jnp.int32)}
+
+    def _inputs(self, carry: Carry, tokens: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Time-major inputs ``[T, B, E]`` (embedding + conditions so far) and the conditions after the last."""
+        e = embed_tokens(self.embed, jnp.swapaxes(tokens, 0, 1))                   # [T, B, E]
+        position = carry["pos"][None, :] + jnp.arange(tokens.shape[1])[:, None]    # [T, B]
+        is_condition = (position < self.condition_tokens)[..., None]
+        cond = carry["cond"][None] + jnp.cumsum(jnp.where(is_condition, e, 0.0), axis=0)
+        return e + cond, cond[-1]
+
+    def _stack(self, carry: Carry, x: jax.Array, key: jax.Array | None, drop: bool):
+        new_lstm = []
+        for layer, cell in enumerate(self.cells):
+            layer_carry, x = _layer(self.use_kernels, cell, carry["lstm"][layer], x)
+            new_lstm.append(layer_carry)
+            if drop:
+                x = _drop(self.use_kernels, x, self.dropout,
+                          None if key is None else jax.random.fold_in(key, layer), time_major=True)
+        return tuple(new_lstm), x
+
+    def run(self, carry: Carry, tokens: jax.Array, *, deterministic: bool = True,
+            key: jax.Array | None = None) -> tuple[Carry, jax.Array]:
+        """Read ``tokens`` int ``[B, T]`` from ``carry``; return ``(carry, logits [B, T, V])``."""
+        key = _dropout_keys(deterministic, self.dropout, key, "ConditionedMelodyLSTM")
+        x, cond = self._inputs(carry, tokens)
+        new_lstm, x = self._stack(carry, x, key, drop=True)
+        new_carry = {"lstm": new_lstm, "cond": cond, "pos": carry["pos"] + tokens.shape[1]}
+        return new_carry, jnp.swapaxes(self.head(x), 0, 1)
+
+    def hidden_states(self, tokens: jax.Array) -> jax.Array:
+        """The top layer's output after each of ``tokens [B, T]`` from the zero state: float32 ``[B, T, H]``."""
+        carry = self.init_carry(tokens.shape[0])
+        x, _ = self._inputs(carry, tokens)
+        _, x = self._stack(carry, x, None, drop=False)
+        return jnp.swapaxes(x, 0, 1)
+
+    def step(self, carry: Carry, token: jax.Array) -> tuple[Carry, jax.Array]:
+        """One step without dropout: ``token`` int ``[B]`` -> ``(carry, logits [B, V])``."""
+        e = self.embed(token)
+        cond = carry["cond"] + jnp.where((carry["pos"] < self.condition_tokens)[:, None], e, 0.0)
+        x = e + cond
+        new_lstm = []
+        for layer, cell in enumerate(self.cells):
+            layer_carry, x = _cell(self.use_kernels, cell, carry["lstm"][layer], x)
+            new_lstm.append(layer_carry)
+        return {"lstm": tuple(new_lstm), "cond": cond, "pos": carry["pos"] + 1}, self.head(x)
+
+    def step_function(self) -> Callable[[Carry, jax.Array], tuple[Carry, jax.Array]]:
+        """:meth:`step` (the input changes with the conditions, so no table of input products is precomputed)."""
+        return self.step
+
+
 class AttentionMelodyLSTM(nnx.Module):
     """A :class:`MelodyLSTM` whose top output attends over its own last ``attention_length`` outputs.
 
@@ -394,7 +492,7 @@ class AttentionMelodyLSTM(nnx.Module):
         return self.step
 
 
-MelodyModel = MelodyLSTM | AttentionMelodyLSTM
+MelodyModel = MelodyLSTM | AttentionMelodyLSTM | ConditionedMelodyLSTM
 
 
 def embed_tokens(embed: nnx.Embed, tokens: jax.Array) -> jax.Array:
@@ -414,7 +512,8 @@ def embed_tokens(embed: nnx.Embed, tokens: jax.Array) -> jax.Array:
 def make_model(config: ModelConfig, key: jax.Array | int = 0, *, use_kernels: bool = True) -> MelodyModel:
     """Build the model ``config`` describes, with parameters drawn from ``key`` (a JAX key or an int seed).
 
-    ``attention_length > 0`` gives an :class:`AttentionMelodyLSTM`, else a :class:`MelodyLSTM`.
+    ``condition_tokens > 0`` gives a :class:`ConditionedMelodyLSTM`, ``attention_length > 0`` an
+    :class:`AttentionMelodyLSTM`, else a :class:`MelodyLSTM`.
     The same config and key always give the same parameters. ``use_kernels=False`` runs the plain
     code of this module instead of :mod:`labkit.models.kernels` (same parameters).
 
@@ -431,6 +530,9 @@ def make_model(config: ModelConfig, key: jax.Array | int = 0, *, use_kernels: bo
         key = jax.random.key(key)
     rngs = nnx.Rngs(params=key)
     args = (config.vocab_size, config.embed_dim, config.hidden_size, config.num_layers, config.dropout)
+    if config.condition_tokens > 0:
+        return ConditionedMelodyLSTM(*args, condition_tokens=config.condition_tokens, use_kernels=use_kernels,
+                                     rngs=rngs)
     if config.attention_length > 0:
         return AttentionMelodyLSTM(*args, attention_length=config.attention_length, use_kernels=use_kernels,
                                    rngs=rngs)
