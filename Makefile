@@ -24,7 +24,7 @@ help:
 	@echo "make bench       benchmarks (results in benchmarks/README.md)"
 	@echo "make slides      one reveal.js deck per notebook in slides/build/, working offline (needs npm)"
 	@echo "make corpus      rebuild data/ from the music21 corpus"
-	@echo "make model       retrain the shipped melody LSTMs (melody_lstm.npz ~3 min, melody_conditioned.npz ~6 min on 2 cores)"
+	@echo "make model       retrain the shipped melody LSTMs (melody_lstm.npz ~3 min, melody_conditioned.npz ~11 min on 2 cores)"
 	@echo "make style-model retrain the shipped style model (labkit/assets/style_model/)"
 	@echo "make chorale-model retrain the shipped chorale harmony model (labkit/assets/chorale_model/, ~10 min)"
 

@@ -20,22 +20,25 @@ learned whole, ours in windows of ``seq_len`` tokens, and a numbered bar line te
 in the tune it is, so that the model learns where phrases cadence and when a tune ends (after 8,
 16, 32 bars), which a plain bar line cut out of context cannot tell it.
 
-Two options, off in the shipped model because they measured worse (``benchmarks/conditioned_table.py``,
-50 tunes per style): ``restate_bars = k`` states the three conditioning tokens again after every
-``k``-th bar line (inputs only, never targets; forced when sampling), so that a long tune need not
-carry its style in the LSTM's state longer than a training window did; and ``STYLE_BALANCE`` draws
-training windows with weight ``n_style ** -balance`` per tune, so that the small styles (chorales,
-fiddle tunes) are not drowned by the German songs. Trained together (``k = 4``, ``balance = 0.5``),
-they raised the style model's agreement for Irish (60% -> 88%), Chinese and chorale tunes, but most
-tunes no longer ended by themselves (8% to 86% per style, against 94% to 100%) and ran far longer than
-real ones, so the overlap of the note count and the typicality fell. A tune whose metre is missing or rare
+**Heard at every step.** The shipped model is a :class:`labkit.models.ConditionedMelodyLSTM`
+(``ModelConfig.condition_tokens = 3``): the embeddings of the three conditioning tokens are added to
+every input, so the style is never left to the LSTM's memory of a prefix read hundreds of steps
+before (read once, the prefix's style faded: the style model called 12% of the generated chorales
+chorales and 60% of the Irish tunes Irish; heard at every step, 60% and 100%). Three more choices, each measured with ``benchmarks/conditioned_table.py`` (50 tunes
+per style; the tables are in benchmarks/README.md, "Generation to order"): training windows of 320 tokens,
+which hold most tunes whole; windows drawn with weight ``n_style ** -STYLE_BALANCE`` (0.5) per tune, so that
+the small styles (chorales, fiddle tunes) are not drowned by the German songs; and window starts drawn
+by :func:`window_start`, so that a long tune's ``END`` is in a window as often as its middle (drawn
+uniformly, a 600-token tune showed its end in about one window in 280, and the model stopped ending long tunes).
+``restate_bars = k`` (off) states the three conditioning tokens again after every ``k``-th bar line
+(inputs only; forced when sampling): it raised the agreement less than hearing the conditions at every step. A tune whose metre is missing or rare
 gets the metre token ``?`` and no bar lines. Keys are a tonic and major/minor (24 tokens; the
 church modes of the manifest go by the quality of their third: dorian -> minor, mixolydian -> major).
 
-Why a prefix and not a conditioning vector: the model stays the course's plain
-:class:`labkit.models.MelodyLSTM` (only ``vocab_size`` grows, so checkpoints, training and the
-kernels are reused unchanged), the prefix can be read in a token listing, and it is folk-rnn's own
-design. Training windows (``seq_len`` tokens) are cut anywhere in the tune and the prefix is put in
+Why a prefix and a vector made of it: the prefix can be read in a token listing and is folk-rnn's
+own design, and the conditioning vector is the sum of the prefix tokens' own embeddings, so the model
+has no parameter more than a :class:`labkit.models.MelodyLSTM` with the larger vocabulary, and
+checkpoints and training are reused unchanged. Training windows (``seq_len`` tokens) are cut anywhere in the tune and the prefix is put in
 front of every window, so the model always sees what it is asked for; ``BEGIN`` tells a window
 that starts with the tune from one cut in the middle. The prefix's own tokens are inputs, never
 targets (their mask is 0). Transposition augmentation moves the key token with the melody.
@@ -426,9 +429,30 @@ def _batch(rows, width=None) -> dict:
     return batch
 
 
-#: Training windows are drawn with weight ``n_style ** -STYLE_BALANCE`` per tune; 0 (the shipped model):
-#: every tune once per epoch, shuffled (see the module docstring).
-STYLE_BALANCE = 0.0
+def window_start(rng: np.random.Generator, length: int, window: int) -> int:
+    """Where a training window of ``window`` tokens starts in a tune body of ``length`` tokens.
+
+    ``clip(u, 0, length - window)`` with ``u`` uniform on ``-(window - 1) .. length - 1``: every token, the
+    first and the last (``END``) included, lies in a window about equally often. (A start uniform on
+    ``0 .. length - window`` puts a long tune's ``END`` in one window out of ``length - window + 1``, and a
+    model trained so rarely learns to end a long tune.)
+
+    Notebook: 09_judging_generated_music.ipynb
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> starts = [window_start(rng, 600, 200) for _ in range(4000)]
+        >>> min(starts), max(starts), bool(0.2 < np.mean([s == 400 for s in starts]) < 0.3)
+        (0, 400, True)
+    """
+    if length <= window:
+        return 0
+    return int(np.clip(rng.integers(-(window - 1), length), 0, length - window))
+
+
+#: Training windows are drawn with weight ``n_style ** -STYLE_BALANCE`` per tune (the shipped model: 0.5);
+#: 0: every tune once per epoch, shuffled (see the module docstring).
+STYLE_BALANCE = 0.5
 
 
 def train_batches(tunes: ConditionedTunes, config: TrainConfig, augment_semitones: int = AUGMENT_SEMITONES,
@@ -453,7 +477,7 @@ def train_batches(tunes: ConditionedTunes, config: TrainConfig, augment_semitone
             rows = []
             for i in order[first:first + config.batch_size]:
                 body = tunes.bodies[i]
-                start = int(rng.integers(0, len(body) - window + 1)) if len(body) > window else 0
+                start = window_start(rng, len(body), window)
                 lo, hi = _shift_range(body, tunes.encoding, augment_semitones)
                 rows.append(tune_row(tunes, i, shift=int(rng.integers(lo, hi + 1)), start=start, length=window))
             yield _batch(rows, config.seq_len + 1)
@@ -669,11 +693,12 @@ def load_conditioned_model(checkpoint: str | os.PathLike | None = None):
     return model, config, encoding, meta
 
 
-#: The shipped conditioned model's sizes: the unconditioned shipped model's, with the larger vocabulary.
+#: The shipped conditioned model's sizes: the unconditioned shipped model's, with the larger vocabulary,
+#: and its three conditions heard at every step.
 CONDITIONED_MODEL = ModelConfig(vocab_size=ConditionedEncoding().vocab_size, embed_dim=64, hidden_size=256,
-                                num_layers=1, dropout=0.1)
-#: How it is trained (at most about 10 minutes on 2 CPU cores).
-CONDITIONED_TRAIN = TrainConfig(seed=0, num_steps=2000, batch_size=64, seq_len=128, learning_rate=3e-3,
+                                num_layers=1, dropout=0.1, condition_tokens=3)
+#: How it is trained (11 minutes on 2 idle CPU cores): windows of 320 tokens hold most tunes whole.
+CONDITIONED_TRAIN = TrainConfig(seed=0, num_steps=3500, batch_size=32, seq_len=320, learning_rate=3e-3,
                                 warmup_steps=50, end_lr_ratio=0.05, eval_every=200, max_eval_batches=None,
                                 patience=4, log_every=10, progress=True)
 
@@ -737,7 +762,7 @@ def train_conditioned_model(out: str | os.PathLike | None = None, *, model_confi
         "model_config": model_config.to_dict(), "train_config": train_config.to_dict(),
         "conditioning": encoding.to_dict(), "num_params": model_config.num_params(),
         "typical": typical_conditions(tunes["train"]),
-        "tunes": {s: len(t) for s, t in tunes.items()},
+        "tunes": {s: len(t) for s, t in tunes.items()}, "style_balance": STYLE_BALANCE,
         "scores": scores, "unconditioned": baseline,
         "best_step": best["step"] if best else None, "steps_run": history[-1]["step"] if history else 0,
         "train_seconds": round(train_seconds, 1),

@@ -384,3 +384,18 @@ def test_every_step_model_config_checks_and_checkpoint_round_trip(tmp_path):
     again = sample_to_order(loaded, ENC0, style="irish", meter="6/8", key="D", num=2, max_steps=40, seed=0)
     assert all(np.array_equal(a[1]["tokens"], b[1]["tokens"]) for a, b in zip(tunes, again))
     assert all((m.numerator, m.denominator, m.key) == (6, 8, 2) for m, _ in tunes)
+
+
+def test_training_windows_hold_the_end_of_long_tunes_often():
+    # a start uniform on 0..L-w shows a long tune's END in 1 window of L-w+1; window_start about w/(L+w-1)
+    from labkit.conditioned import window_start
+
+    rng = np.random.default_rng(3)
+    length, window = 900, 300
+    starts = np.array([window_start(rng, length, window) for _ in range(6000)])
+    assert starts.min() == 0 and starts.max() == length - window
+    holds_end = np.mean(starts + window >= length)
+    assert abs(holds_end - window / (length + window - 1)) < 0.02          # 0.25, not 1/601
+    middle = np.mean((starts <= 450) & (starts + window > 450))
+    assert abs(middle - holds_end) < 0.03                                   # the end as often as the middle
+    assert window_start(rng, 50, window) == 0
