@@ -8,7 +8,9 @@ its music fonts: no network, no MuseScore, no LilyPond.
 
 * :func:`melody_musicxml` -> the MusicXML text (what any notation program opens),
 * :func:`melody_score` -> an SVG string (the first page, or the first ``bars`` bars),
-* :func:`show_score` -> a :class:`Score` that a notebook shows as the picture (``_repr_svg_``).
+* :func:`show_score` -> a :class:`Score` that a notebook shows as the picture (``_repr_svg_``),
+* :func:`parts_score` -> a :class:`Score` of several voices, one staff each (a four-part harmonization:
+  soprano, alto, tenor, bass), sharing a meter and a key.
 
 The same melody gives the same MusicXML and the same SVG, byte for byte (no dates, no random ids).
 
@@ -16,7 +18,7 @@ References: M. S. Cuthbert and C. Ariza, "music21: A toolkit for computer-aided 
 symbolic music data", ISMIR 2010; L. Pugin, R. Zitellini and P. Roland, "Verovio: A library for
 engraving MEI music notation into SVG", ISMIR 2014; MusicXML 4.0 (W3C Music Notation Community Group).
 
-Notebook: 00_welcome_and_setup.ipynb
+Notebook: 00_welcome_and_setup.ipynb, 08_polyphony.ipynb, 09_judging_generated_music.ipynb
 """
 from __future__ import annotations
 
@@ -174,41 +176,69 @@ def _rests(start: Fraction, stop: Fraction, bar: Fraction, spq: int) -> list:
 
 # --- MusicXML -----------------------------------------------------------------------------------
 
-def _stream(melody: Melody, title, meter, key, bars):
-    from music21 import clef, metadata, meter as m21meter, note, stream
+def _bars(bars, name) -> int | None:
+    if bars is not None and (isinstance(bars, bool) or not isinstance(bars, int) or bars < 1):
+        raise ConfigError(f"bars must be a whole number >= 1, not {bars!r}", name)
+    return bars
 
-    num, den = _meter(meter, melody)
-    k = _key(key, melody)
+
+def _part(melody: Melody, k, bar_steps: Fraction, bars: int | None, total: Fraction | None = None):
+    """One staff: the melody's notes and rests in key ``k``, bars of ``bar_steps`` steps, ``total`` steps long
+    (default: to the end of its last bar), cut after ``bars`` bars if it is longer."""
+    from music21 import note, stream
+
     names = _spelling(k)
     spq = melody.steps_per_quarter
-    bar_steps = Fraction(spq * 4 * num, den)
     pitches, starts, ends = (a.tolist() for a in melody.notes())
+    if total is None:
+        total = -(-max(ends, default=0) // bar_steps) * bar_steps  # the last bar filled with rests
     if bars is not None:
-        if isinstance(bars, bool) or not isinstance(bars, int) or bars < 1:
-            raise ConfigError(f"bars must be a whole number >= 1, not {bars!r}", melody.source or None)
         limit = bars * bar_steps
+        total = min(total, limit)
         kept = [(p, s, min(e, limit)) for p, s, e in zip(pitches, starts, ends) if s < limit]
         pitches, starts, ends = ([x[i] for x in kept] for i in range(3)) if kept else ([], [], [])
-    end = max(ends, default=0)
-    total = -(-end // bar_steps) * bar_steps  # the last bar filled with rests
-    if bars is not None:
-        total = bars * bar_steps
-
     part = stream.Part()
-    part.append(m21meter.TimeSignature(f"{num}/{den}"))
-    part.append(k)
     now = Fraction(0)
     for p, s, e in zip(pitches, starts, ends):
         part.append(_rests(now, Fraction(s), bar_steps, spq))
         part.append(note.Note(_pitch(p, names), quarterLength=Fraction(e - s, spq)))
         now = Fraction(e)
     part.append(_rests(now, total, bar_steps, spq))
+    return part
+
+
+def _stream(melody: Melody, title, meter, key, bars):
+    from music21 import clef, metadata, meter as m21meter, stream
+
+    num, den = _meter(meter, melody)
+    k = _key(key, melody)
+    bars = _bars(bars, melody.source or None)
+    part = _part(melody, k, Fraction(melody.steps_per_quarter * 4 * num, den), bars)
+    part.insert(0, m21meter.TimeSignature(f"{num}/{den}"))
+    part.insert(0, k)
     part.insert(0, clef.bestClef(part, recurse=True))
 
     score = stream.Score(id="S1")
     score.insert(0, metadata.Metadata(title=title or ""))
     score.insert(0, part)
     return score
+
+
+def _export(score, name, spq: int) -> str:
+    """MusicXML text of a music21 score, with nothing that changes from run to run."""
+    from music21.musicxml.m21ToXml import GeneralObjectExporter
+
+    try:
+        xml = GeneralObjectExporter(score).parse().decode("utf-8")
+    except Exception as exc:  # music21 raises several kinds (MusicXMLExportException, DurationException)
+        problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ScoreError(f"cannot write the melody as MusicXML ({problem}); steps_per_quarter="
+                         f"{spq} needs note values a score has", name) from exc
+    # What would change from run to run or is not ours: the date, music21's stand-in composer.
+    xml = re.sub(r"\s*<encoding-date>[^<]*</encoding-date>", "", xml)
+    xml = re.sub(r'\s*<creator type="composer">Music21</creator>', "", xml)
+    ids: dict[str, str] = {}  # music21's part ids are random: P1, P2, ... in the order they first appear
+    return re.sub(r'id="(P[0-9a-f]{32})"', lambda m: f'id="{ids.setdefault(m.group(1), f"P{len(ids) + 1}")}"', xml)
 
 
 def melody_musicxml(melody_or_sequence, *, title: str | None = None, meter=None, key=None,
@@ -223,7 +253,7 @@ def melody_musicxml(melody_or_sequence, *, title: str | None = None, meter=None,
         meter: the time signature, ``"6/8"`` or ``(6, 8)``; default the melody's.
         key: the key signature, ``"D major"``, ``"F#m"``, ``"Bb minor"`` or ``(tonic 0..11, mode)``;
             default the melody's ``key`` and ``mode``.
-        bars: write only the first ``bars`` bars (a note crossing the end is cut there).
+        bars: write at most the first ``bars`` bars (a note crossing the end is cut there).
 
     Durations are the melody's steps (``steps_per_quarter`` per quarter note); a note that crosses a
     bar line, or has no single note value (5 sixteenths), is written as tied notes. Rests fill the
@@ -240,21 +270,8 @@ def melody_musicxml(melody_or_sequence, *, title: str | None = None, meter=None,
 
     Notebook: 00_welcome_and_setup.ipynb
     """
-    from music21.musicxml.m21ToXml import GeneralObjectExporter
-
     melody = _as_melody(melody_or_sequence)
-    score = _stream(melody, title, meter, key, bars)
-    try:
-        xml = GeneralObjectExporter(score).parse().decode("utf-8")
-    except Exception as exc:  # music21 raises several kinds (MusicXMLExportException, DurationException)
-        problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ScoreError(f"cannot write the melody as MusicXML ({problem}); steps_per_quarter="
-                         f"{melody.steps_per_quarter} needs note values a score has", melody.source or None) from exc
-    # What would change from run to run or is not ours: the date, music21's stand-in composer.
-    xml = re.sub(r"\s*<encoding-date>[^<]*</encoding-date>", "", xml)
-    xml = re.sub(r'\s*<creator type="composer">Music21</creator>', "", xml)
-    xml = re.sub(r'id="P[0-9a-f]{32}"', 'id="P1"', xml)  # music21's part id is random
-    return xml
+    return _export(_stream(melody, title, meter, key, bars), melody.source or None, melody.steps_per_quarter)
 
 
 # --- engraving ----------------------------------------------------------------------------------
@@ -307,3 +324,178 @@ def melody_score(melody_or_sequence, *, title: str | None = None, meter=None, ke
     Notebook: 00_welcome_and_setup.ipynb
     """
     return show_score(melody_or_sequence, title=title, meter=meter, key=key, bars=bars).svg
+
+
+# --- several parts ------------------------------------------------------------------------------
+
+#: Semitones from the tonic of a church mode down to the tonic of its relative major (a chorale in D dorian
+#: is written with C major's signature, none).
+_MODE_FROM_MAJOR = {"major": 0, "ionian": 0, "dorian": 2, "phrygian": 4, "lydian": 5, "mixolydian": 7,
+                    "aeolian": 9, "locrian": 11}
+#: A four-row setting's staves, top down (labkit.polyphony.harmony.HARMONY_VOICES, a floor above this one).
+_SATB = ("Soprano", "Alto", "Tenor", "Bass")
+#: The clef of a staff named for a choir's voice (music21's clef classes): the tenor reads the treble clef an
+#: octave down, as in printed chorales.
+VOICE_CLEFS = {"soprano": "TrebleClef", "alto": "TrebleClef", "tenor": "Treble8vbClef", "bass": "BassClef"}
+
+
+def _runs(voice, onset) -> tuple[list[int], list[int], list[int]]:
+    """A voice on a grid (pitch per frame, -1 silent; onset per frame) as notes: pitches, starts, ends."""
+    pitches, starts, ends = [], [], []
+    for t, p in enumerate(voice):
+        if p >= 0 and pitches and pitches[-1] == p and ends[-1] == t and not onset[t]:
+            ends[-1] = t + 1
+        elif p >= 0:
+            pitches.append(p); starts.append(t); ends.append(t + 1)  # noqa: E702
+    return pitches, starts, ends
+
+
+def _setting_parts(setting) -> tuple[list[Melody], list[str]]:
+    """A four-part setting (``voices`` int [V, T] on an eighth-note grid, ``onsets``, ``key``) as melodies."""
+    tonic, mode = setting.key
+    if mode not in ("major", "minor"):
+        tonic, mode = (int(tonic) - _MODE_FROM_MAJOR.get(mode, 0)) % 12, "major"
+    name = getattr(setting, "name", "") or ""
+    # the meter from the bar positions (frames since the bar line): 8 eighths a bar is 4/4, 6 is 3/4, 3 is 3/8
+    position = [int(x) for x in getattr(setting, "bar_position", [])]
+    frames = max(position) + 1 if position.count(0) > 1 else 8
+    num, den = (frames // 2, 4) if frames % 2 == 0 else (frames, 8)
+    melodies = [Melody.from_notes(*_runs([int(p) for p in voice], [bool(o) for o in onset]), steps_per_quarter=2,
+                                  key=int(tonic), mode=mode, numerator=num, denominator=den, source=name)
+                for voice, onset in zip(setting.voices, setting.onsets)]
+    names = list(_SATB) if len(melodies) == 4 else [f"Part {i + 1}" for i in range(len(melodies))]
+    return melodies, names
+
+
+def _sequence_parts(sequence) -> tuple[list[Melody], list[str]]:
+    """Each pitched instrument of a NoteSequence (lowest number first) as a melody, made monophonic by the skyline."""
+    from labkit.melody import tune_melody
+
+    infos = {int(i.instrument): i.name for i in sequence.instrument_infos}
+    melodies, names = [], []
+    for number in sorted({int(n.instrument) for n in sequence.notes if not n.is_drum}):
+        one = type(sequence)()
+        one.CopyFrom(sequence)
+        del one.notes[:]
+        one.notes.extend(n for n in sequence.notes if int(n.instrument) == number)
+        melodies.append(tune_melody(one))
+        names.append(infos.get(number) or f"Part {len(names) + 1}")
+    return melodies, names
+
+
+def _as_parts(parts) -> tuple[list[Melody], list[str] | None, str | None]:
+    """``(melodies, default names, file name)`` from any input :func:`parts_score` takes."""
+    name = None
+    if isinstance(parts, (str, os.PathLike)):
+        from labkit._common import display_name
+        from labkit.midi_io import read_midi
+
+        name, parts = display_name(parts), read_midi(parts)
+    if hasattr(parts, "voices") and hasattr(parts, "onsets") and hasattr(parts, "key"):
+        melodies, names = _setting_parts(parts)
+    elif hasattr(parts, "notes") and hasattr(parts, "total_time"):
+        melodies, names = _sequence_parts(parts)
+        name = name or getattr(parts, "filename", None) or None
+    elif isinstance(parts, Melody):
+        melodies, names = [parts], None
+    elif isinstance(parts, (list, tuple)):
+        bad = next((p for p in parts if not isinstance(p, Melody)), None)
+        if bad is not None:
+            raise ConfigError("a list of parts holds labkit.melody.Melody objects, not "
+                              f"{type(bad).__name__}")
+        melodies, names = list(parts), None
+    else:
+        raise ConfigError("a score of parts needs a list of labkit.melody.Melody, a note_seq.NoteSequence, a MIDI "
+                          f"file or a four-part setting, not {type(parts).__name__}")
+    if not melodies:
+        raise NoNotesError("no parts: a score needs at least one part with notes", name)
+    return melodies, names, name
+
+
+def _part_clef(part, name: str | None):
+    """A staff's clef: a choir's as four-part scores write it (:data:`VOICE_CLEFS`, by the staff's name),
+    else music21's best for its notes (treble or bass, as :func:`melody_musicxml`)."""
+    from music21 import clef
+
+    kind = VOICE_CLEFS.get((name or "").strip().lower())
+    return getattr(clef, kind)() if kind else clef.bestClef(part, recurse=True)
+
+
+def parts_score(parts, *, names=None, title: str | None = None, meter=None, key=None,
+                bars: int | None = None) -> Score:
+    """Several voices at once, one staff each, bracketed, sharing a meter and a key: a :class:`Score`.
+
+    Args:
+        parts: a list of :class:`labkit.melody.Melody` on one grid (the same ``steps_per_quarter``; step 0 of
+            each is the first bar line), top staff first; or a ``note_seq.NoteSequence`` (or the path of a MIDI
+            file) with several instruments, one staff per pitched instrument (lowest number on top, named by
+            its ``instrument_infos``; an instrument's chords keep their top notes, the skyline): what
+            :func:`labkit.polyphony.harmony_model.harmonize_sequence` returns first; or a four-part setting
+            (:class:`labkit.polyphony.harmony.ChoraleSetting`: ``voices`` int ``[4, T]`` on its eighth-note
+            grid, ``onsets``, ``key``), staves named Soprano, Alto, Tenor, Bass.
+        names: one name per staff, printed at its left (default: as above; none for a list of melodies).
+        title, meter, key, bars: as :func:`melody_musicxml`; the meter and key default to the first part's
+            (a setting's church mode is written with its relative major's signature; its meter is read from
+            its bar positions, 4/4 where they do not tell).
+
+    A staff named Soprano, Alto, Tenor or Bass gets its voice's clef (:data:`VOICE_CLEFS`: the tenor's is the
+    treble clef an octave down); any other the clef that suits its range. Rests fill every
+    staff to the end of the longest part's last bar. ``score.musicxml`` holds one ``<part>`` per staff. The
+    same parts give the same MusicXML and SVG, byte for byte.
+
+    Raises:
+        NoNotesError: no parts, or a part with no notes (named by its number and name).
+        ConfigError: parts on different grids, a bad ``names``, ``meter``, ``key`` or ``bars``, or an input of
+            another type. MidiReadError: an unreadable MIDI file. ScoreError: durations music21 cannot write.
+
+    Example (a cadence in C, soprano over bass, a half note each; 2 staves, 4 note heads):
+        >>> top, low = Melody.from_notes([62, 60], [0, 8], [8, 16]), Melody.from_notes([43, 48], [0, 8], [8, 16])
+        >>> s = parts_score([top, low], names=["S", "B"])
+        >>> s.musicxml.count("<part "), s.svg.count('class="staff"'), s.svg.count('class="notehead"')
+        (2, 2, 4)
+
+    Notebook: 08_polyphony.ipynb
+    """
+    from music21 import clef, layout, metadata, meter as m21meter, stream
+
+    melodies, default_names, source = _as_parts(parts)
+    names = default_names if names is None else names
+    if names is not None:
+        if isinstance(names, str) or len(names) != len(melodies) or not all(isinstance(n, str) for n in names):
+            raise ConfigError(f"names must be one string per part ({len(melodies)}), not {names!r}", source)
+        names = list(names)
+    first = melodies[0]
+    for i, melody in enumerate(melodies):
+        what = f"part {i + 1}" + (f" ({names[i]})" if names else "")
+        if melody.steps_per_quarter != first.steps_per_quarter:
+            raise ConfigError(f"parts are on different grids: {what} has {melody.steps_per_quarter} steps per "
+                              f"quarter, part 1 has {first.steps_per_quarter}", source)
+        if not (melody.events >= 0).any():
+            raise NoNotesError(f"{what} has no notes: nothing to write on its staff", source)
+    num, den = _meter(meter, first)
+    k = _key(key, first)
+    bars = _bars(bars, source)
+    spq = first.steps_per_quarter
+    bar_steps = Fraction(spq * 4 * num, den)
+    end = max(int(m.notes()[2].max()) for m in melodies)
+    total = -(-end // bar_steps) * bar_steps                       # the longest part's last bar
+    if bars is not None:
+        total = min(total, bars * bar_steps)
+
+    score = stream.Score(id="S1")
+    score.insert(0, metadata.Metadata(title=title or ""))
+    staves = []
+    for i, melody in enumerate(melodies):
+        part = _part(melody, k, bar_steps, bars, total)
+        part.insert(0, m21meter.TimeSignature(f"{num}/{den}"))
+        part.insert(0, _key(key, first))
+        part.insert(0, _part_clef(part, names[i] if names else None))
+        if names:
+            part.partName = names[i]
+        score.insert(0, part)
+        staves.append(part)
+    if len(staves) > 1:
+        score.insert(0, layout.StaffGroup(staves, symbol="bracket", barTogether=True))
+    xml = _export(score, source, spq)
+    svg, pages = _engrave(xml, source)
+    return Score(svg, xml, pages)

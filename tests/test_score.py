@@ -6,13 +6,15 @@ import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from labkit.errors import ConfigError, LabkitError, MidiReadError, NoNotesError
 from labkit.melody import Melody, melody_to_sequence
 from labkit.midi_io import write_midi
-from labkit.score import Score, melody_musicxml, melody_score, show_score
+from labkit.score import Score, melody_musicxml, melody_score, parts_score, show_score
 
 # D major, 3/4, 4 steps per quarter (a bar is 12 steps):
 #   bar 1: D4 quarter, F#4 quarter, A4 quarter tied to    bar 2: A4 eighth, G4 dotted quarter, quarter rest
@@ -93,6 +95,8 @@ def test_bars_keeps_only_the_first_bars():
     cut = melody_musicxml(Melody.from_notes([60, 62], [0, 12], [12, 28]), bars=1)
     assert re.findall(r"<type>(\w+)</type>", cut) == ["half", "quarter"] and "<tie " not in cut
     assert cut.count("<dot />") == 1
+    # more bars than the melody has: only its own (no empty bars added)
+    assert melody_musicxml(long, bars=9) == melody_musicxml(long)
 
 
 def test_same_input_same_output_in_a_fresh_process():
@@ -147,3 +151,119 @@ def test_an_unreadable_file_is_one_line(tmp_path):
     with pytest.raises(MidiReadError) as info:
         melody_score(path)
     assert "song.mid" in str(info.value) and "\n" not in str(info.value)
+
+
+# --- several parts ------------------------------------------------------------------------------
+# A cadence in G major, 4/4, 4 steps per quarter (a bar is 16 steps), four voices:
+#   S: B4 A4 quarters, G4 half (3 heads)       A: G4 half, F#4 D4 quarters (3 heads)
+#   T: B3 A3 halves (2 heads)                   B: G2 D3 quarters, G2 from step 8 to 20: a half tied over the
+#   bar line to a quarter (4 heads); bar 2: S, A, T a whole-bar rest each, B a quarter rest then a half rest.
+G_MAJOR = dict(key=7, mode="major")
+SATB = [Melody.from_notes([71, 69, 67], [0, 4, 8], [4, 8, 16], **G_MAJOR),
+        Melody.from_notes([67, 66, 62], [0, 8, 12], [8, 12, 16], **G_MAJOR),
+        Melody.from_notes([59, 57], [0, 8], [8, 16], **G_MAJOR),
+        Melody.from_notes([43, 50, 43], [0, 4, 8], [4, 8, 20], **G_MAJOR)]
+VOICES = ["Soprano", "Alto", "Tenor", "Bass"]
+
+
+def _satb_sequence():
+    """The cadence as one NoteSequence, instrument i = voice i, named."""
+    sequence = melody_to_sequence(SATB[0])
+    del sequence.notes[:]
+    for i, (melody, name) in enumerate(zip(SATB, VOICES)):
+        sequence.instrument_infos.add(instrument=i, name=name)
+        for note in melody_to_sequence(melody).notes:
+            note.instrument = i
+            sequence.notes.append(note)
+    return sequence
+
+
+def test_four_parts_counted_by_hand():
+    score = parts_score(SATB, names=VOICES, title="Cadence")
+    svg, xml = score.svg, score.musicxml
+    ET.fromstring(svg)
+    assert score.pages == 1 and 'width="880px"' in svg and "Cadence" in svg
+    # 4 staves x 2 bars; 3 + 3 + 2 + 4 note heads; the bass's tie; 3 whole-bar rests and the bass's 2
+    assert xml.count("<part ") == 4 and _classes(svg, "staff") == 8 and _classes(svg, "measure") == 2
+    assert _classes(svg, "notehead") == 12 and xml.count("<pitch>") == 12
+    assert _classes(svg, "tie") == 1 and _classes(svg, "mRest") == 3 and _classes(svg, "rest") == 2
+    assert xml.count('<rest measure="yes" />') == 3 and xml.count("<measure ") == 8
+    # ids fixed, names printed, a bracket, the choir's clefs: G, G, G an octave down, F
+    assert re.findall(r'<part id="(\w+)"', xml) == ["P1", "P2", "P3", "P4"]
+    assert re.findall(r"<part-name>(\w+)</part-name>", xml) == VOICES and _classes(svg, "label") == 4
+    assert "<group-symbol>bracket</group-symbol>" in xml
+    assert re.findall(r"<sign>(\w)</sign>\s*<line>\d</line>\s*(<clef-octave-change>-1)?", xml) == [
+        ("G", ""), ("G", ""), ("G", "<clef-octave-change>-1"), ("F", "")]
+    # without names: no labels, clefs by range (the tenor's B3, A3 read in the bass clef)
+    plain = parts_score(SATB[2:])
+    assert "<part-name>" not in plain.musicxml.replace("<part-name />", "") and _classes(plain.svg, "label") == 0
+    assert re.findall(r"<sign>(\w)</sign>", plain.musicxml) == ["F", "F"]
+
+
+def test_key_and_time_are_in_every_part():
+    xml = parts_score(SATB).musicxml
+    assert xml.count("<fifths>1</fifths>") == 4 and xml.count("<beats>4</beats>") == 4  # G major, 4/4: the first part's
+    xml = parts_score(SATB, meter="3/4", key="Eb major").musicxml
+    assert xml.count("<fifths>-3</fifths>") == 4 and xml.count("<beats>3</beats>") == 4
+    assert xml.count("<measure ") == 4 * 2                      # 20 steps in bars of 12: 2 bars each
+    # bars cuts every staff: one bar, the bass's G2 cut at the bar line (no tie)
+    one = parts_score(SATB, bars=1)
+    assert one.musicxml.count("<measure ") == 4 and _classes(one.svg, "notehead") == 3 + 3 + 2 + 3
+    assert "<tie " not in one.musicxml
+    assert parts_score(SATB, bars=5) == parts_score(SATB)      # at most: the 2 bars there are
+
+
+def test_a_harmonized_sequence_a_midi_file_and_a_setting_give_the_score(tmp_path):
+    from labkit.polyphony.harmony import ChoraleSetting, bar_positions, paint_voice
+
+    by_list = parts_score(SATB, names=VOICES).musicxml
+    sequence = _satb_sequence()
+    assert parts_score(sequence).musicxml == by_list          # names from the sequence's instruments
+    path = write_midi(sequence, tmp_path / "harmonized.mid")
+    from_file = parts_score(path).musicxml
+    assert from_file.count("<part ") == 4 and from_file.count("<pitch>") == 12
+    assert re.findall(r"<part-name>(\w+)</part-name>", from_file) == VOICES     # the MIDI file's track names
+    # a setting on its eighth grid (3/4: a bar is 6 frames), 10 frames; the alto repeats its G4 (an onset: a
+    # second head, not one held note). Heads by hand: S B4 A4 G4, the G4 (frames 4-8) tied over the bar
+    # line: 4; A G4 G4 F#4 tied: 4; T B3, A3 tied: 3; B G2 D3 G2 (4-10) tied: 4. 15 heads, 4 ties.
+    notes = [([71, 69, 67], [0, 2, 4], [2, 4, 8]), ([67, 67, 66], [0, 2, 4], [2, 4, 8]), ([59, 57], [0, 4], [4, 8]),
+             ([43, 50, 43], [0, 2, 4], [2, 4, 10])]
+    voices, onsets = zip(*(paint_voice(p, s, e, 10) for p, s, e in notes))
+    setting = ChoraleSetting("cadence", np.stack(voices), np.stack(onsets), bar_positions(10, 6), (7, "major"))
+    score = parts_score(setting)
+    assert re.findall(r"<part-name>(\w+)</part-name>", score.musicxml) == VOICES
+    assert score.musicxml.count("<beats>3</beats>") == 4       # bars of 6 eighths: 3/4
+    assert score.musicxml.count("<fifths>1</fifths>") == 4
+    assert _classes(score.svg, "notehead") == 4 + 4 + 3 + 4 and _classes(score.svg, "tie") == 4
+    # a church mode is written with its relative major's signature: D dorian has none (C major's), A dorian
+    # one sharp (G major's)
+    for tonic, fifths in ((2, 0), (9, 1)):
+        dorian = ChoraleSetting("d", setting.voices, setting.onsets, setting.bar_position, (tonic, "dorian"))
+        assert parts_score(dorian).musicxml.count(f"<fifths>{fifths}</fifths>") == 4
+
+
+def test_parts_same_input_same_output_in_a_fresh_process():
+    score = parts_score(SATB, names=VOICES, title="Cadence")
+    again = parts_score(SATB, names=VOICES, title="Cadence")
+    assert again == score
+    code = ("import hashlib; from tests.test_score import SATB, VOICES; from labkit.score import parts_score; "
+            "print(hashlib.sha256(parts_score(SATB, names=VOICES, title='Cadence').svg.encode()).hexdigest())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout
+    assert out.strip() == hashlib.sha256(score.svg.encode()).hexdigest()
+
+
+@pytest.mark.parametrize("bad, kwargs, error, words", [
+    ([], {}, NoNotesError, "no parts"),
+    ([SATB[0], SATB[3].replace(steps_per_quarter=2)], {}, ConfigError, "part 2 has 2 steps per quarter"),
+    ([SATB[0], Melody([-2, -2])], {"names": ["S", "B"]}, NoNotesError, "part 2 (B) has no notes"),
+    (SATB, {"names": ["S", "A"]}, ConfigError, "one string per part (4)"),
+    ([SATB[0], [60, 62]], {}, ConfigError, "not list"),
+    (42, {}, ConfigError, "a score of parts needs"),
+    (SATB, {"meter": "7/5"}, ConfigError, "time signature"),
+    (SATB, {"bars": -1}, ConfigError, "bars"),
+])
+def test_parts_bad_input_is_one_line(bad, kwargs, error, words):
+    with pytest.raises(error) as info:
+        parts_score(bad, **kwargs)
+    assert isinstance(info.value, LabkitError) and words in str(info.value) and "\n" not in str(info.value)
