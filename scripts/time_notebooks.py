@@ -32,6 +32,19 @@ NOTEBOOKS = ROOT / "notebooks"
 TIMINGS = NOTEBOOKS / "timings.json"
 README = ROOT / "README.md"
 BEGIN, END = "<!-- notebook-times: written by scripts/time_notebooks.py -->", "<!-- /notebook-times -->"
+SYLLABUS_BEGIN, SYLLABUS_END = "<!-- syllabus: written by scripts/time_notebooks.py -->", "<!-- /syllabus -->"
+#: The course's units: (unit, notebooks, optional notebooks, assignment, prerequisites). The README's syllabus
+#: is rendered from it with each unit's time summed from notebooks/timings.json.
+UNITS = (
+    ("1. MIDI and preprocessing", ("00", "01", "02"), (), "a1", "Python, NumPy; reading music helps, not required"),
+    ("2. Recurrent networks and attention", ("03", "04", "11"), (), "a2",
+     "unit 1; derivatives and the chain rule (11, attention, comes after 04)"),
+    ("3. Sampling", ("05",), (), "a3", "unit 2; probability (softmax, sampling)"),
+    ("4. Style", ("06", "07"), ("12",), "a4", "unit 1; logistic regression is built in 07"),
+    ("5. Polyphony and harmony", ("08",), (), "a5", "units 2-3"),
+    ("6. Judging and generating to order", ("09",), (), "a6", "units 3-4"),
+    ("7. Mixing and performance", ("10",), (), "a7", "unit 3; decibels are explained in 10 (+ `make app`)"),
+)
 
 
 def _minutes(seconds: float) -> str:
@@ -51,15 +64,55 @@ def render_table(data: dict) -> str:
     return "\n".join(lines)
 
 
+def _unit_seconds(data: dict, numbers) -> tuple[float, bool]:
+    """Sum of the full-setting seconds of ``numbers`` (fast seconds where a notebook has no full time), and
+    whether every figure in the sum is a measurement."""
+    entries = {name[:2]: entry for name, entry in data.get("notebooks", {}).items()}
+    total, measured = 0.0, True
+    for number in numbers:
+        entry = entries.get(number, {})
+        total += entry.get("full_seconds", entry.get("fast_seconds", 0.0))
+        measured &= "full_seconds" in entry and entry.get("full_kind", "measured") == "measured"
+    return total, measured
+
+
+def render_syllabus(data: dict) -> str:
+    """The README's syllabus, one row per unit of :data:`UNITS`, its CPU time summed from the JSON."""
+    lines = ["| unit | notebooks | slides (`make slides`: `slides/build/NN_*.slides.html`) | assignment | "
+             "time on a 2-core CPU (full setting) "
+             "| time on a GPU | prerequisites |", "|---|---|---|---|---|---|---|"]
+    for unit, numbers, optional, assignment, needs in UNITS:
+        seconds, measured = _unit_seconds(data, numbers)
+        cpu = _minutes(seconds) + ("" if measured else " (partly estimated)")
+        if optional:
+            extra, extra_measured = _unit_seconds(data, optional)
+            cpu += f" (+ {_minutes(extra)}{'' if extra_measured else ', estimated'} for {', '.join(optional)})"
+        shown = ", ".join(numbers) + (f", {', '.join(optional)} (optional)" if optional else "")
+        slides = ", ".join(numbers + optional)
+        lines.append(f"| {unit} | {shown} | `{slides}` | {assignment} | {cpu} | not measured | {needs} |")
+    return "\n".join(lines)
+
+
+def _replace_block(text: str, begin: str, end: str, body: str) -> str | None:
+    if begin not in text or end not in text:
+        return None
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{begin}\n{body}\n{end}{tail}"
+
+
 def update_readme(data: dict, readme: Path = README) -> bool:
-    """Rewrite the block between the markers in the README; False when the README has no markers."""
+    """Rewrite the blocks between the markers in the README (times, syllabus); False when it has none."""
     text = readme.read_text()
-    if BEGIN not in text or END not in text:
-        return False
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{BEGIN}\n{render_table(data)}\n{END}{tail}")
-    return True
+    changed = False
+    for begin, end, body in ((BEGIN, END, render_table(data)),
+                             (SYLLABUS_BEGIN, SYLLABUS_END, render_syllabus(data))):
+        new = _replace_block(text, begin, end, body)
+        if new is not None:
+            text, changed = new, True
+    if changed:
+        readme.write_text(text)
+    return changed
 
 
 def run_notebook(path: Path, fast: bool) -> tuple[float, bool]:

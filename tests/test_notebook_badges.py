@@ -67,6 +67,18 @@ def test_readme_table_is_rendered_from_timings_json():
     assert block == script.render_table(env.notebook_times()).strip()
 
 
+def test_readme_syllabus_is_rendered_from_timings_json():
+    script = _time_script()
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = text.split(script.SYLLABUS_BEGIN, 1)[1].split(script.SYLLABUS_END, 1)[0].strip()
+    assert block == script.render_syllabus(env.notebook_times()).strip()
+    # every notebook belongs to exactly one unit, and each unit's time is the sum of its notebooks'
+    numbers = [n for _, main, optional, _, _ in script.UNITS for n in main + optional]
+    assert sorted(numbers) == [p.name[:2] for p in NOTEBOOKS]
+    fake = {"notebooks": {f"{n}_x": {"fast_seconds": 1, "full_seconds": 60, "full_kind": "measured"} for n in numbers}}
+    assert "| 3 min |" in script.render_syllabus(fake).splitlines()[2]       # unit 1: three notebooks of 60 s
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_prints_its_own_time_and_writes_none_by_hand(path):
     nb = nbformat.read(path, as_version=4)
