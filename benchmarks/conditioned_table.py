@@ -12,6 +12,8 @@ selected or reranked: every tune written is judged. Then ``labkit.judge.judge_pa
 * **typicality**: the median typicality of the generated tunes against the interquartile range of the
   real test tunes' typicality (target: inside);
 * **min overlap**: the smallest overlap area over every judge feature, and that feature (target >= 0.7);
+* **repeated bars**: the share of the tunes' bars that equal an earlier bar of the same tune (the style
+  model's first ``form`` feature), generated against the real test tunes;
 
 and the cross-entropy column is the one of ``melody_conditioned.json``: bits per melody event on the
 folk styles' test tunes, conditioned against the unconditioned shipped model on the same events.
@@ -33,8 +35,20 @@ from pathlib import Path
 import numpy as np
 
 
-def real_typicality(style: str, model) -> tuple[np.ndarray, float]:
-    """Typicality of every readable real test tune of ``style``, and the share the style model gives to ``style``."""
+def repeated_bars(melodies) -> float:
+    """The share of all bars (time-signature bars from step 0) equal to an earlier bar of the same melody."""
+    repeats = total = 0
+    for m in melodies:
+        bar = int(round(m.steps_per_quarter * 4 * m.numerator / m.denominator))
+        bars = [tuple(m.events[i:i + bar]) for i in range(0, len(m.events), bar)]
+        repeats += sum(b in set(bars[:k]) for k, b in enumerate(bars))
+        total += len(bars)
+    return repeats / max(total, 1)
+
+
+def real_typicality(style: str, model) -> tuple[np.ndarray, float, float]:
+    """Typicality of every readable real test tune of ``style``, the share the style model gives to ``style``,
+    and the tunes' :func:`repeated_bars`."""
     from labkit.errors import LabkitError
     from labkit.judge import corpus_paths
     from labkit.midi_io import read_midi
@@ -48,7 +62,7 @@ def real_typicality(style: str, model) -> tuple[np.ndarray, float]:
             continue
     records = score_melodies(model, melodies, style)
     typical = np.array([r["typicality"] for r in records])
-    return typical, float(np.mean([r["style"] == style for r in records]))
+    return typical, float(np.mean([r["style"] == style for r in records])), repeated_bars(melodies)
 
 
 def main(argv=None) -> int:
@@ -86,7 +100,7 @@ def main(argv=None) -> int:
                                                                "temperature": args.temperature})
         report = judge_paths([folder], style=style, model=style_model)
         verdicts = report["style_verdicts"]
-        real_typ, real_agree = real_typicality(style, style_model)
+        real_typ, real_agree, real_repeats = real_typicality(style, style_model)
         q1, q3 = (float(x) for x in np.percentile(real_typ, [25, 75]))
         overlaps = {name: f["overlap"] for name, f in report["features"].items() if f["overlap"] is not None}
         worst = min(overlaps, key=overlaps.get)
@@ -97,6 +111,7 @@ def main(argv=None) -> int:
             "bars": float(np.mean([m.num_steps / encoding.bar_steps(typical["meter"]) for m, _ in tunes])),
             "agreement": verdicts["shares"][style], "real_agreement": real_agree,
             "median_typicality": median_typ, "real_iqr": [q1, q3], "typicality_in_iqr": q1 <= median_typ <= q3,
+            "repeated_bars": repeated_bars([m for m, _ in tunes]), "real_repeated_bars": real_repeats,
             "min_overlap": overlaps[worst], "min_overlap_feature": worst, "overlaps": overlaps,
             "seconds": round(time.perf_counter() - started, 1)})
         print(f"{style}: done in {rows[-1]['seconds']} s", file=sys.stderr)
@@ -114,14 +129,15 @@ def format_table(result: dict) -> str:
     ce = (f"{bits['conditioned']:.3f} vs {bits['unconditioned']:.3f}"
           if bits["conditioned"] is not None and bits["unconditioned"] is not None else "-")
     lines = ["| style | metre, key | tunes (ended) | agreement (real) | median typicality (real IQR) | "
-             "min overlap (feature) | test bits/event cond. vs uncond. |",
-             "|---|---|---|---|---|---|---|"]
+             "min overlap (feature) | repeated bars (real) | test bits/event cond. vs uncond. |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         q1, q3 = r["real_iqr"]
         lines.append(f"| {r['style']} | {r['meter']}, {r['key']} | {r['tunes']} ({r['ended']:.0%}, "
                      f"{r['bars']:.1f} bars) | {r['agreement']:.0%} ({r['real_agreement']:.0%}) | "
                      f"{r['median_typicality']:.3f} ({q1:.3f}-{q3:.3f}){'' if r['typicality_in_iqr'] else ' OUT'} | "
-                     f"{r['min_overlap']:.2f} ({r['min_overlap_feature']}) | {ce} |")
+                     f"{r['min_overlap']:.2f} ({r['min_overlap_feature']}) | "
+                     f"{r.get('repeated_bars', float('nan')):.2f} ({r.get('real_repeated_bars', float('nan')):.2f}) | {ce} |")
     return "\n".join(lines)
 
 

@@ -8,7 +8,7 @@ from flax import nnx
 
 from labkit import cli
 from labkit.checkpoint import save_model
-from labkit.conditioned import (DEFAULT_MAX_STEPS, NUMBERED_BARS, UNKNOWN_METER, ConditionedEncoding, conditioned_scores,
+from labkit.conditioned import (COPY_LAGS, DEFAULT_MAX_STEPS, NUMBERED_BARS, UNKNOWN_METER, ConditionedEncoding, conditioned_scores,
                                 corpus_tunes, load_conditioned_model, parse_key, parse_meter, sample_to_order,
                                 shipped_conditioned_path, train_batches, tune_row, valid_batches)
 from labkit.data import MelodySet
@@ -19,18 +19,22 @@ from labkit.models import ModelConfig, make_model
 from labkit.train import TrainConfig, fit
 
 ENC = ConditionedEncoding(styles=("irish", "german"), meters=("6/8", "3/4"))
-ENC0 = ConditionedEncoding(styles=("irish", "german"), meters=("6/8", "3/4"), restate_bars=0)
+ENC0 = ConditionedEncoding(styles=("irish", "german"), meters=("6/8", "3/4"), copy_lags=())      # no copy tokens
 
 
 def test_layout_of_the_vocabulary():
-    # 90 melody tokens, BAR1..BAR64, END, BEGIN, 2 styles, 2 metres + "?", 24 keys
+    # 90 melody tokens, BAR1..BAR64, END, BEGIN, 2 styles, 2 metres + "?", 24 keys, COPY 1, 2, 4, 8, 16
     assert NUMBERED_BARS == 64
     assert (ENC.bar, ENC.bar_token(2), ENC.bar_token(64), ENC.bar_token(200)) == (90, 91, 153, 153)
     assert (ENC.end, ENC.begin) == (154, 155)
     assert (ENC.style_token("irish"), ENC.style_token("german")) == (156, 157)
     assert (ENC.meter_token("6/8"), ENC.meter_token("3/4"), ENC.meter_token(UNKNOWN_METER)) == (158, 159, 160)
     assert (ENC.key_token(0, "major"), ENC.key_token(2, "major"), ENC.key_token(9, "minor")) == (161, 163, 182)
-    assert ENC.vocab_size == 185
+    assert COPY_LAGS == (1, 2, 4, 8, 16) and ENC.copy_lags == COPY_LAGS
+    assert (ENC.copy_base, ENC.copy_token(1), ENC.copy_token(16), ENC.vocab_size) == (185, 185, 189, 190)
+    assert ENC0.vocab_size == 185 and ENC0.copy_base == 185
+    with pytest.raises(ConfigError, match="no copy token"):
+        ENC.copy_token(3)
     assert ENC.bar_steps("6/8") == 12 and ENC.bar_steps("3/4") == 12 and ENC.bar_steps(UNKNOWN_METER) == 0
 
 
@@ -49,7 +53,7 @@ def test_round_trip_with_prefix_bars_and_end():
     back, info = ENC.decode(tokens)
     assert np.array_equal(back.events, m.events)
     assert (back.numerator, back.denominator, back.key, back.mode) == (3, 4, 4, "minor")
-    assert info == {"style": "german", "meter": "3/4", "key": "E minor", "ended": True, "bars": 3}
+    assert info == {"style": "german", "meter": "3/4", "key": "E minor", "ended": True, "bars": 3, "copies": 0}
     # tokens after END are not part of the tune
     cut, _ = ENC.decode(np.concatenate([tokens, ENC.melody.encode(np.array([60]))]))
     assert np.array_equal(cut.events, m.events)
@@ -138,17 +142,17 @@ def jax_leaves(state):
 
 # --- sampling --------------------------------------------------------------------------------------
 
-def _ending_model(end_bias: float = 4.0):
+def _ending_model(end_bias: float = 4.0, enc: ConditionedEncoding = ENC):
     """A tiny untrained model whose head favours END, so that its tunes end by themselves."""
-    model = make_model(ModelConfig(vocab_size=ENC.vocab_size, embed_dim=8, hidden_size=16, num_layers=1), 0)
-    bias = np.zeros(ENC.vocab_size, np.float32)
+    model = make_model(ModelConfig(vocab_size=enc.vocab_size, embed_dim=8, hidden_size=16, num_layers=1), 0)
+    bias = np.zeros(enc.vocab_size, np.float32)
     bias[ENC.end] = end_bias
     model.head.bias = nnx.Param(model.head.bias[...] + bias)
     return model
 
 
 def test_restated_conditions_are_inputs_only_and_move_with_the_key():
-    enc = ConditionedEncoding(styles=("irish", "german"), meters=("6/8", "3/4"), restate_bars=2)
+    enc = ConditionedEncoding(styles=("irish", "german"), meters=("6/8", "3/4"), restate_bars=2, copy_lags=())
     m = Melody.from_notes([62] * 10, [6 * i for i in range(10)], [6 * i + 6 for i in range(10)],
                           numerator=6, denominator=8, key=2)
     tokens = enc.encode(m, "irish")
@@ -169,7 +173,7 @@ def test_restated_conditions_are_inputs_only_and_move_with_the_key():
 
 
 def test_sampling_restates_the_conditions():
-    enc = ConditionedEncoding(styles=("irish", "german"), meters=("6/8", "3/4"), restate_bars=2)
+    enc = ConditionedEncoding(styles=("irish", "german"), meters=("6/8", "3/4"), restate_bars=2, copy_lags=())
     model = make_model(ModelConfig(vocab_size=enc.vocab_size, embed_dim=8, hidden_size=16, num_layers=1), 0)
     (melody, info), = sample_to_order(model, enc, style="german", meter="3/4", key="Am", num=1, max_steps=60)
     tokens = info["tokens"]
@@ -180,8 +184,129 @@ def test_sampling_restates_the_conditions():
     assert melody.num_steps == (body < enc.bar).sum()
 
 
+# --- copy tokens: a bar that repeats an earlier one ----------------------------------------------------
+
+def _bars_tune(letters: str, numerator: int = 3, denominator: int = 4) -> Melody:
+    """A tune of whole bars, one letter per bar: the letter's bar is one note, a rest, a note (each 4 steps)."""
+    pitches, starts, ends = [], [], []
+    for k, letter in enumerate(letters):
+        base = 60 + "abcdefgh".index(letter)
+        pitches += [base, base + 12]
+        starts += [12 * k, 12 * k + 8]
+        ends += [12 * k + 4, 12 * k + 12]
+    return Melody.from_notes(pitches, starts, ends, numerator=numerator, denominator=denominator)
+
+
+def _copies(tokens, enc=ENC) -> list:
+    """``[(bar number, lag)]`` of the copy tokens in a token row."""
+    out, number = [], 0
+    for t in np.asarray(tokens).tolist():
+        number += enc.bar <= t < enc.end
+        if t >= enc.copy_base:
+            out.append((number, enc.copy_lags[t - enc.copy_base]))
+    return out
+
+
+def test_copy_tokens_by_hand():
+    # bars a b a b | c d c d | a b a b | c d c d: bars 3-4 repeat 1-2 (lag 2), 9-16 repeat 1-8 (lag 8: the longest
+    # that fits, then kept while it fits); bar 7 and 8 repeat bars 5 and 6 (lag 2)
+    tune = _bars_tune("ababcdcdababcdcd")
+    tokens = ENC.encode(tune, "german")
+    assert _copies(tokens) == [(3, 2), (4, 2), (7, 2), (8, 2)] + [(k, 8) for k in range(9, 17)]
+    # a copy token follows its bar line; the copied bar's events are still written out, and are forced
+    at = int(np.flatnonzero(tokens == ENC.bar_token(9))[0])
+    assert tokens[at + 1] == ENC.copy_token(8)
+    start = int(np.flatnonzero(tokens == ENC.bar_token(1))[0])
+    assert np.array_equal(tokens[at + 2:at + 14], tokens[start + 1:start + 13])
+    forced = ENC.forced(tokens)
+    assert forced.sum() == 12 * 12 and not forced[(tokens >= ENC.bar)].any()
+    assert forced[at + 2:at + 14].all() and not forced[start:start + 13].any()
+    back, info = ENC.decode(tokens)
+    # 17 bar lines: the last note-off (step 192) begins a 17th bar
+    assert np.array_equal(back.events, tune.events) and info["copies"] == 12 and info["bars"] == 17
+    # lag 1 (a bar played twice); a partial last bar is never a copy; no copy tokens: none written
+    assert _copies(ENC.encode(_bars_tune("aab"), "irish")) == [(2, 1)]
+    part = Melody.from_notes([60, 60], [0, 12], [12, 18], numerator=3, denominator=4)
+    assert _copies(ENC.encode(part, "irish")) == []
+    assert _copies(ENC0.encode(tune, "german"), ENC0) == [] and len(ENC0.encode(tune, "german")) == len(tokens) - 12
+
+
+def test_copied_events_are_never_targets_and_copies_do_not_move_with_the_key():
+    mset = MelodySet.from_melodies([_bars_tune("abab")], ids=["x"], styles=["german"])
+    tunes = corpus_tunes(mset, ENC, manifest=pd.DataFrame([{"id": "x", "meter": "3/4", "key": "C major"}]))
+    row, mask = tune_row(tunes, 0, shift=2)
+    plain, _ = tune_row(tunes, 0)
+    copy = row >= ENC.copy_base
+    assert copy.sum() == 2 and np.array_equal(row[copy], plain[copy]) and mask[copy].all()   # a copy is a target
+    forced = np.zeros(len(row), bool)
+    forced[3:] = ENC.forced(row[3:])
+    assert forced.sum() == 24 and not mask[forced].any() and mask[3:][~forced[3:]].all()
+    # a window that starts inside a copied bar keeps its events forced
+    at = int(np.flatnonzero(plain == ENC.copy_token(2))[0]) - 3
+    window, window_mask = tune_row(tunes, 0, start=at + 3, length=6)
+    assert not window_mask[3:].any()
+
+
+def _copying_model(copy_bias: float = 6.0):
+    """A tiny untrained model whose head favours every copy token (and END a little less than the rest)."""
+    model = _ending_model(-1.5)
+    bias = np.zeros(ENC.vocab_size, np.float32)
+    bias[ENC.copy_base:] = copy_bias
+    model.head.bias = nnx.Param(model.head.bias[...] + bias)
+    return model
+
+
+def test_sampled_copies_repeat_the_bar_they_name():
+    tunes = sample_to_order(_copying_model(), ENC, style="irish", meter="6/8", key="D", num=6, max_steps=240, seed=3)
+    copies = 0
+    for melody, info in tunes:
+        tokens = info["tokens"]
+        found = _copies(tokens)
+        copies += len(found)
+        assert info["copies"] == len(found)
+        bars = melody.events[:len(melody.events) // 12 * 12].reshape(-1, 12)
+        for number, lag in found:
+            assert number > lag                                         # there is a bar to copy
+            if number <= len(bars):
+                assert np.array_equal(bars[number - 1], bars[number - 1 - lag]), (number, lag)
+        # a copy token only right after a bar line
+        after = np.flatnonzero(tokens >= ENC.copy_base) - 1
+        assert ((tokens[after] >= ENC.bar) & (tokens[after] < ENC.end)).all()
+    assert copies >= 10
+    # the first bar can copy nothing: never a copy token before bar 2
+    assert all(number >= 2 for _, info in tunes for number, _ in _copies(info["tokens"]))
+
+
+def test_scores_count_copied_events_and_charge_the_copy_tokens():
+    mset = MelodySet.from_melodies([_bars_tune("abab"), _bars_tune("abcd")], ids=["x", "y"], styles=["german"] * 2)
+    manifest = pd.DataFrame([{"id": i, "meter": "3/4", "key": "C major"} for i in "xy"])
+    with_copies, without = (corpus_tunes(mset, enc, manifest=manifest) for enc in (ENC, ENC0))
+    model = make_model(ModelConfig(vocab_size=ENC.vocab_size, embed_dim=8, hidden_size=16, num_layers=1), 0)
+    scores = conditioned_scores(model, with_copies)
+    # the same events as without copies (every event after each tune's first), though 24 of them are forced
+    assert scores["events"] == 2 * (49 - 1)                              # 4 bars and the last note-off
+    plain = conditioned_scores(make_model(ModelConfig(vocab_size=ENC0.vocab_size, embed_dim=8, hidden_size=16,
+                                                      num_layers=1), 0), without)
+    assert plain["events"] == scores["events"]
+    # an untrained model pays about log2(V) bits per drawn token: the copied bars cost one token each, not 12
+    drawn = 2 * 48 - 24 + 2
+    assert scores["bits_per_event"] == pytest.approx(drawn * np.log2(ENC.vocab_size) / scores["events"], rel=0.05)
+
+
+def test_copy_lags_are_checked_and_round_trip():
+    for bad in [(0,), (2, 2), (-1,)]:
+        with pytest.raises(ConfigError, match="copy_lags"):
+            ConditionedEncoding(copy_lags=bad)
+    with pytest.raises(ConfigError, match="cannot be combined"):
+        ConditionedEncoding(restate_bars=2)
+    assert ConditionedEncoding.from_dict(ENC.to_dict()) == ENC
+    old = ENC.to_dict()
+    del old["copy_lags"]                                                 # a checkpoint written before copies
+    assert ConditionedEncoding.from_dict(old).copy_lags == ()
+
+
 def test_sampling_obeys_the_grammar_and_ends_at_end():
-    model = _ending_model(2.0)
+    model = _ending_model(2.0, ENC0)
     tunes = sample_to_order(model, ENC0, style="irish", meter="6/8", key="D", num=6, max_steps=200, seed=1)
     again = sample_to_order(model, ENC0, style="irish", meter="6/8", key="D", num=6, max_steps=200, seed=1)
     other = sample_to_order(model, ENC0, style="irish", meter="6/8", key="D", num=6, max_steps=200, seed=2)
@@ -380,8 +505,8 @@ def test_every_step_model_config_checks_and_checkpoint_round_trip(tmp_path):
     assert loaded_cfg.condition_tokens == 3 and type(loaded).__name__ == "ConditionedMelodyLSTM"
     tokens = np.array([ENC.prefix("irish", "6/8", 2, "major").tolist() + [ENC.bar, 43, 0]], np.int32)
     np.testing.assert_array_equal(np.asarray(loaded(tokens)), np.asarray(model(tokens)))
-    tunes = sample_to_order(loaded, ENC0, style="irish", meter="6/8", key="D", num=2, max_steps=40, seed=0)
-    again = sample_to_order(loaded, ENC0, style="irish", meter="6/8", key="D", num=2, max_steps=40, seed=0)
+    tunes = sample_to_order(loaded, ENC, style="irish", meter="6/8", key="D", num=2, max_steps=40, seed=0)
+    again = sample_to_order(loaded, ENC, style="irish", meter="6/8", key="D", num=2, max_steps=40, seed=0)
     assert all(np.array_equal(a[1]["tokens"], b[1]["tokens"]) for a, b in zip(tunes, again))
     assert all((m.numerator, m.denominator, m.key) == (6, 8, 2) for m, _ in tunes)
 
