@@ -70,18 +70,22 @@ def main(argv=None) -> int:
     parser.add_argument("--num", type=int, default=50, help="tunes per style (default 50)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--temperature", type=float, default=0.8)
+    parser.add_argument("--guidance", type=float, default=None,
+                        help="guidance towards the style asked for (default: generate's, labkit.conditioned.DEFAULT_GUIDANCE)")
     parser.add_argument("--styles", nargs="+", default=None, help="default: the five main styles")
     parser.add_argument("--checkpoint", default=None, help="default: the shipped conditioned model")
     parser.add_argument("--out", default="out/conditioned_table", help="where the tunes and table.json go")
     args = parser.parse_args(argv)
 
-    from labkit.conditioned import load_conditioned_model, parse_key, sample_to_order, shipped_conditioned_path
+    from labkit.conditioned import (DEFAULT_GUIDANCE, load_conditioned_model, parse_key, sample_to_order,
+                                    shipped_conditioned_path)
     from labkit.generate import write_outputs
     from labkit.judge import judge_paths
     from labkit.style.experiments import FIVE_STYLES
     from labkit.style.model import load_style_model
 
     styles = args.styles or list(FIVE_STYLES)
+    guidance = DEFAULT_GUIDANCE if args.guidance is None else args.guidance
     model, _, encoding, meta = load_conditioned_model(args.checkpoint)
     doc_path = (Path(args.checkpoint) if args.checkpoint else shipped_conditioned_path()).with_suffix(".json")
     doc = json.loads(doc_path.read_text()) if doc_path.is_file() else {}
@@ -94,10 +98,10 @@ def main(argv=None) -> int:
         started = time.perf_counter()
         typical = meta["typical"][style]
         tunes = sample_to_order(model, encoding, style=style, meter=typical["meter"], key=parse_key(typical["key"]),
-                                num=args.num, temperature=args.temperature, seed=args.seed + index)
+                                num=args.num, temperature=args.temperature, seed=args.seed + index, guidance=guidance)
         folder = out / style
         write_outputs([m for m, _ in tunes], folder, settings={"style": style, **typical, "seed": args.seed + index,
-                                                               "temperature": args.temperature})
+                                                               "temperature": args.temperature, "guidance": guidance})
         report = judge_paths([folder], style=style, model=style_model)
         verdicts = report["style_verdicts"]
         real_typ, real_agree, real_repeats = real_typicality(style, style_model)
@@ -116,7 +120,7 @@ def main(argv=None) -> int:
             "seconds": round(time.perf_counter() - started, 1)})
         print(f"{style}: done in {rows[-1]['seconds']} s", file=sys.stderr)
     result = {"rows": rows, "bits_per_event": {"conditioned": cond_bits, "unconditioned": base_bits},
-              "num": args.num, "seed": args.seed, "temperature": args.temperature}
+              "num": args.num, "seed": args.seed, "temperature": args.temperature, "guidance": guidance}
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.json").write_text(json.dumps(result, indent=1) + "\n")
     print(format_table(result))

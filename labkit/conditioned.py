@@ -112,6 +112,8 @@ NUMBERED_BARS = 64
 COPY_LAGS: tuple[int, ...] = (1, 2, 4, 8, 16)
 #: File names of the shipped conditioned model, in ``labkit/assets``.
 SHIPPED_CONDITIONED_FILE = "melody_conditioned.npz"
+#: :func:`sample_to_order`'s default guidance towards the style asked for (:func:`guided_logits`).
+DEFAULT_GUIDANCE = 0.0
 #: The longest tune :func:`sample_to_order` writes by default, in steps (64 bars of 4/4).
 DEFAULT_MAX_STEPS = 1024
 
@@ -623,19 +625,48 @@ def conditioned_scores(model, tunes: ConditionedTunes, *, batch_size: int = 32) 
 # Sampling to order.
 # =====================================================================================
 
-@partial(jax.jit, static_argnames=("graphdef", "length", "use_top_k", "use_top_p", "special"))
-def _sample_jit(graphdef, state, prefix, bar_steps, max_events, key, temperature, top_k, top_p, *,
-                length, use_top_k, use_top_p, special):
+def guided_logits(logits, guidance):
+    """Log-probabilities ``[N, V]`` of the style asked for, pushed away from the other styles.
+
+    ``logits [N, S, V]``: the model's logits for each tune under the style asked for (``[:, 0]``) and
+    under each other style of the encoding (``S`` styles in all), the same tokens read.
+    With ``log p_s`` their log-softmax and ``log p`` the mixture ``log mean_s p_s`` (a tune of any style),
+    the result is ``log p_0 + guidance * (log p_0 - log p)``: by Bayes' rule ``log p_0(x) - log p(x)`` is
+    ``log P(style | x)`` up to a constant, the model's own belief that what it writes is in the style asked
+    for, so ``guidance > 0`` favours the tokens that make the tune more recognisably of its style
+    (classifier-free guidance: J. Ho and T. Salimans 2022; for music, MusicGen, Copet et al. 2023).
+    ``guidance = 0`` is plain sampling. Not normalised: :func:`labkit.sample.filter_logits` follows.
+
+    >>> two = jnp.log(jnp.array([[[0.5, 0.5], [0.9, 0.1]]]))      # the asked style is even, the other is not
+    >>> [round(float(x), 2) for x in jax.nn.softmax(guided_logits(two, 1.0))[0]]
+    [0.3, 0.7]
+    """
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    mixture = jax.nn.logsumexp(logp, axis=1) - jnp.log(logp.shape[1])
+    return logp[:, 0] + guidance * (logp[:, 0] - mixture)
+
+
+@partial(jax.jit, static_argnames=("graphdef", "length", "use_top_k", "use_top_p", "special", "group"))
+def _sample_jit(graphdef, state, prefix, bar_steps, max_events, key, temperature, top_k, top_p, guidance, *,
+                length, use_top_k, use_top_p, special, group):
     from labkit.sample import draw_token, filter_logits
 
     bar, end, numbered, restate, copy_base, lags = special
     model = nnx.merge(graphdef, state)
     top_k = top_k if use_top_k else 0
     top_p = top_p if use_top_p else 1.0
+    # `prefix` has `group` rows per tune: the style asked for, then (with guidance) every style of the
+    # encoding; all the rows of a tune read the same tokens, and one token is drawn per tune.
     carry, logits = model.run(model.init_carry(prefix.shape[0]), prefix)
     step = model.step_function()
     ids = jnp.arange(logits.shape[-1])
-    n = prefix.shape[0]
+    n = prefix.shape[0] // group
+    vocab = logits.shape[-1]
+
+    def tune_logits(logits):
+        return logits if group == 1 else guided_logits(logits.reshape(n, group, vocab), guidance)
+
+    asked = prefix[::group]
     lag_bars = jnp.array(lags or (0,), jnp.int32)                   # the copy tokens' lags, in bars
     is_copy_id = (ids >= copy_base) & (ids < copy_base + len(lags))
 
@@ -651,14 +682,14 @@ def _sample_jit(graphdef, state, prefix, bar_steps, max_events, key, temperature
                                                                                           len(lag_bars) - 1)][None])
         allowed = jnp.where(need_bar[:, None], (ids[None] == this_bar[:, None]) | may_end,
                             (ids[None] < bar) | may_end | may_copy)
-        restated = jnp.take_along_axis(prefix, jnp.clip(3 - pending, 0, 2)[:, None], axis=1)    # [N, 1]
+        restated = jnp.take_along_axis(asked, jnp.clip(3 - pending, 0, 2)[:, None], axis=1)     # [N, 1]
         allowed = jnp.where((pending > 0)[:, None], ids[None] == restated, allowed)
         # Inside a copied bar every event is forced: the event `lag` steps back.
         copying = (lag > 0) & ~need_bar
         copied = jnp.take_along_axis(history, jnp.clip(count - lag, 0, history.shape[1] - 1)[:, None], axis=1)
         allowed = jnp.where(copying[:, None], ids[None] == copied, allowed)
         allowed = jnp.where((done | capped)[:, None], ids[None] == end, allowed)
-        masked = jnp.where(allowed, logits, -jnp.inf)
+        masked = jnp.where(allowed, tune_logits(logits), -jnp.inf)
         token = draw_token(step_key, filter_logits(masked, temperature, top_k, top_p))
         token = jnp.where(copying, copied[:, 0], token)
         token = jnp.where(done | capped, end, token)
@@ -678,7 +709,7 @@ def _sample_jit(graphdef, state, prefix, bar_steps, max_events, key, temperature
                             token[:, None], history)
         count = count + is_event
         done = done | (token == end)
-        carry, logits = step(carry, token)
+        carry, logits = step(carry, jnp.repeat(token, group))
         return (carry, logits, pos, count, bars, pending, done, ended, lag, fresh, history), token
 
     zeros = jnp.zeros(n, jnp.int32)
@@ -686,14 +717,19 @@ def _sample_jit(graphdef, state, prefix, bar_steps, max_events, key, temperature
     history = jnp.zeros((n, length if lags else 1), jnp.int32)      # the events drawn so far, for copies
     start = (carry, logits[:, -1], bar_steps, zeros, zeros, zeros, falses, falses, zeros, falses, history)
     final, tokens = jax.lax.scan(body, start, jax.random.split(key, length))
-    return jnp.concatenate([prefix, tokens.T], axis=1), final[7]
+    return jnp.concatenate([asked, tokens.T], axis=1), final[7]
 
 
 def sample_to_order(model, encoding: ConditionedEncoding, *, style: str, meter: str, key: str | tuple,
                     num: int = 4, max_steps: int = DEFAULT_MAX_STEPS, temperature: float = 0.8, top_k: int = 0,
-                    top_p: float = 1.0, seed: int = 0, qpm: float = DEFAULT_QPM) -> list[tuple[Melody, dict]]:
+                    top_p: float = 1.0, seed: int = 0, qpm: float = DEFAULT_QPM,
+                    guidance: float = DEFAULT_GUIDANCE, contrast=None) -> list[tuple[Melody, dict]]:
     """``num`` whole tunes of ``style`` in ``meter`` and ``key``: ``[(melody, info)]`` (see :meth:`ConditionedEncoding.decode`;
     ``info["tokens"]`` is the tune's token row, prefix to ``END``).
+
+    ``guidance`` (>= 0) pushes each token towards the style asked for and away from the ``contrast``
+    styles (default: every other style of the encoding; :func:`guided_logits`); the model runs once per
+    style, so sampling costs that many times more. ``0`` samples the model as it is.
 
     Each melody carries the asked time signature and key (so :func:`labkit.melody.melody_to_sequence`
     writes them into the MIDI file) and ends where the model wrote ``END``; ``info["ended"]`` is False
@@ -723,18 +759,24 @@ def sample_to_order(model, encoding: ConditionedEncoding, *, style: str, meter: 
     if not (math.isfinite(temperature) and temperature > 0) or not (0 < top_p <= 1) or top_k < 0:
         raise ConfigError(f"temperature must be > 0, top_p in (0, 1] and top_k >= 0; got {temperature}, "
                           f"{top_p}, {top_k}")
+    if not (isinstance(guidance, (int, float, np.number)) and math.isfinite(guidance) and 0 <= guidance <= 20):
+        raise ConfigError(f"guidance must be a number in 0..20, got {guidance!r}")
     prefix = encoding.prefix(style, meter, tonic, mode)
+    contrast = encoding.styles if contrast is None else tuple(contrast)
+    others = [encoding.prefix(other, meter, tonic, mode) for other in dict.fromkeys(contrast) if other != style]
+    rows = [prefix] + (others if guidance > 0 else [])
+    group = len(rows)
     bars = encoding.bar_steps(meter)
     num_bars = int(max_steps) // bars + 1 if bars else 0
     length = (int(max_steps) + num_bars + (3 * (num_bars // encoding.restate_bars + 1) if encoding.restate_bars else 0)
               + (num_bars if encoding.copy_lags else 0) + 1)
     graphdef, state = nnx.split(model)
-    tokens, ended = _sample_jit(graphdef, state, jnp.asarray(np.tile(prefix, (num, 1))),
+    tokens, ended = _sample_jit(graphdef, state, jnp.asarray(np.tile(np.stack(rows), (num, 1))),
                                 jnp.full(num, bars, jnp.int32), jnp.int32(max_steps), jax.random.key(int(seed)),
-                                np.float32(temperature), np.int32(top_k), np.float32(top_p), length=length,
-                                use_top_k=top_k > 0, use_top_p=top_p < 1.0,
+                                np.float32(temperature), np.int32(top_k), np.float32(top_p), np.float32(guidance),
+                                length=length, use_top_k=top_k > 0, use_top_p=top_p < 1.0,
                                 special=(encoding.bar, encoding.end, NUMBERED_BARS, encoding.restate_bars,
-                                         encoding.copy_base, encoding.copy_lags))
+                                         encoding.copy_base, encoding.copy_lags), group=group)
     out = []
     for i, (row, did_end) in enumerate(zip(np.asarray(tokens), np.asarray(ended)), start=1):
         melody, info = encoding.decode(row, qpm=qpm, source=f"melody_{i:03d}")

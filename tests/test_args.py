@@ -74,6 +74,8 @@ def test_every_numeric_flag_refuses_hostile_numbers(text):
     (["generate", "--beam", "1e3"], "--beam"),
     (["generate", "--qpm", "0"], "--qpm"),
     (["generate", "--primer-steps", "0"], "--primer-steps"),
+    (["generate", "--guidance", "-1"], "--guidance"),
+    (["generate", "--guidance", "nan"], "--guidance"),
     (["data", "prepare", "--midi-dir", "x", "--out", "y", "--steps-per-quarter", "0"], "--steps-per-quarter"),
     (["data", "prepare", "--midi-dir", "x", "--out", "y", "--min-notes", "-5"], "--min-notes"),
     (["data", "prepare", "--midi-dir", "x", "--out", "y", "--max-gap", "nan"], "--max-gap"),

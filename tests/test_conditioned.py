@@ -1,6 +1,7 @@
 """Generation to order (labkit.conditioned): tokens with a prefix, bar lines and an end; training; sampling; the CLI."""
 import json
 
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,7 +9,7 @@ from flax import nnx
 
 from labkit import cli
 from labkit.checkpoint import save_model
-from labkit.conditioned import (COPY_LAGS, DEFAULT_MAX_STEPS, NUMBERED_BARS, UNKNOWN_METER, ConditionedEncoding, conditioned_scores,
+from labkit.conditioned import (COPY_LAGS, DEFAULT_GUIDANCE, DEFAULT_MAX_STEPS, NUMBERED_BARS, UNKNOWN_METER, ConditionedEncoding, conditioned_scores,
                                 corpus_tunes, load_conditioned_model, parse_key, parse_meter, sample_to_order,
                                 shipped_conditioned_path, train_batches, tune_row, valid_batches)
 from labkit.data import MelodySet
@@ -293,6 +294,73 @@ def test_scores_count_copied_events_and_charge_the_copy_tokens():
     assert scores["bits_per_event"] == pytest.approx(drawn * np.log2(ENC.vocab_size) / scores["events"], rel=0.05)
 
 
+# --- guidance towards the style asked for ---------------------------------------------------------------
+
+def _styled_model(copy_bias: float = 0.0):
+    """A tiny untrained model that hears its conditions at every step, so that the style changes every next token."""
+    cfg = ModelConfig(vocab_size=ENC.vocab_size, embed_dim=16, hidden_size=16, num_layers=1, dropout=0.0,
+                      condition_tokens=3)
+    model = make_model(cfg, 5)
+    embed = np.asarray(model.embed.embedding[...]).copy()
+    embed[ENC.style_token("irish")] *= 6.0                                 # a style that matters
+    model.embed.embedding = nnx.Param(jnp.asarray(embed))
+    bias = np.zeros(ENC.vocab_size, np.float32)
+    bias[ENC.copy_base:] = copy_bias
+    model.head.bias = nnx.Param(model.head.bias[...] + bias)
+    return model
+
+
+def _first_event_distribution(model, guidance, style="irish"):
+    """By hand: the distribution of a tune's first event (after the prefix and BAR1) with this guidance."""
+    from labkit.conditioned import guided_logits
+
+    rows = [style] + [s for s in ENC.styles if s != style]
+    tokens = np.array([ENC.prefix(s, "6/8", 2, "major").tolist() + [ENC.bar_token(1)] for s in rows], np.int32)
+    logits = np.asarray(model(jnp.asarray(tokens)))[:, -1]
+    guided = np.array(guided_logits(jnp.asarray(logits[None]), guidance))[0]
+    guided[ENC.bar:] = -np.inf                                           # only melody events may come first
+    p = np.exp(guided - guided[np.isfinite(guided)].max())
+    return p / p.sum()
+
+
+def test_guided_sampling_draws_from_the_guided_distribution():
+    model = _styled_model()
+    plain, guided = _first_event_distribution(model, 0.0), _first_event_distribution(model, 2.0)
+    assert 0.5 * np.abs(plain - guided).sum() > 0.1                      # guidance changes the distribution
+    gap = 0.5 * np.abs(plain - guided).sum()
+    tunes = sample_to_order(model, ENC, style="irish", meter="6/8", key="D", num=20000, max_steps=1, temperature=1.0,
+                            guidance=2.0, seed=7)
+    first = np.array([info["tokens"][5] for _, info in tunes])
+    seen = np.bincount(first, minlength=ENC.vocab_size) / len(first)
+    # what was drawn is that distribution (20,000 draws over ~90 tokens: a total variation of about 0.03 by chance)
+    assert 0.5 * np.abs(seen - guided).sum() < 0.045
+    assert 0.5 * np.abs(seen - plain).sum() > gap - 0.045
+
+
+def test_guidance_zero_is_plain_sampling_and_guided_tunes_keep_the_grammar():
+    model = _styled_model(copy_bias=4.0)
+    kwargs = dict(style="irish", meter="6/8", key="D", num=4, max_steps=120, seed=3)
+    plain = sample_to_order(model, ENC, **kwargs)
+    zero = sample_to_order(model, ENC, guidance=0.0, **kwargs)
+    alone = sample_to_order(model, ENC, guidance=3.0, contrast=["irish"], **kwargs)    # nothing to push away from
+    assert all(np.array_equal(a[1]["tokens"], b[1]["tokens"]) for a, b in zip(plain, zero))
+    assert all(np.array_equal(a[1]["tokens"], b[1]["tokens"]) for a, b in zip(plain, alone))
+    guided = sample_to_order(model, ENC, guidance=3.0, **kwargs)
+    again = sample_to_order(model, ENC, guidance=3.0, **kwargs)
+    assert all(np.array_equal(a[1]["tokens"], b[1]["tokens"]) for a, b in zip(guided, again))
+    assert any(not np.array_equal(a[1]["tokens"], b[1]["tokens"]) for a, b in zip(plain, guided))
+    for melody, info in guided:
+        tokens = info["tokens"]
+        assert tokens[:4].tolist() == ENC.prefix("irish", "6/8", 2, "major").tolist()
+        bars = melody.events[:len(melody.events) // 12 * 12].reshape(-1, 12)
+        for number, lag in _copies(tokens):
+            if number <= len(bars):
+                assert np.array_equal(bars[number - 1], bars[number - 1 - lag])
+    for bad in (-1.0, float("nan"), 25.0):
+        with pytest.raises(ConfigError, match="guidance"):
+            sample_to_order(model, ENC, guidance=bad, **kwargs)
+
+
 def test_copy_lags_are_checked_and_round_trip():
     for bad in [(0,), (2, 2), (-1,)]:
         with pytest.raises(ConfigError, match="copy_lags"):
@@ -382,6 +450,7 @@ def test_cli_defaults_come_from_the_style(tmp_path, checkpoint):
                      "--out", str(out)]) == 0
     settings = json.loads((out / "generation.json").read_text())["settings"]
     assert (settings["meter"], settings["key"], settings["max_steps"]) == ("3/4", "F major", DEFAULT_MAX_STEPS)
+    assert settings["guidance"] == DEFAULT_GUIDANCE
     seq = read_midi(out / "melody_001.mid")
     assert (seq.time_signatures[0].numerator, seq.key_signatures[0].key) == (3, 5)
 
@@ -394,12 +463,34 @@ def test_cli_defaults_come_from_the_style(tmp_path, checkpoint):
     (["--key", "D", "--unconditioned"], "--unconditioned", "cannot"),
     (["--style", "irish", "--primer", "x.mid"], "--primer", "not available"),
     (["--style", "irish", "--beam", "2"], "--beam", "not available"),
+    (["--guidance", "1", "--unconditioned"], "--unconditioned", "--guidance"),
 ])
 def test_cli_bad_values_one_line_exit_2(tmp_path, checkpoint, capsys, args, flag, allowed):
     assert cli.main(["generate", "--checkpoint", str(checkpoint), *args, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"labkit: {flag}: ") and allowed in err[0], err
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_guidance_is_passed_on_and_recorded(tmp_path, checkpoint, monkeypatch):
+    import labkit.conditioned
+
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["guidance"])
+        return sample_to_order(*args, **kwargs)
+
+    monkeypatch.setattr(labkit.conditioned, "sample_to_order", spy)
+    for guidance in ("0", "2.5", None):
+        out = tmp_path / str(guidance)
+        flag = ["--guidance", guidance] if guidance is not None else ["--style", "irish"]
+        assert cli.main(["generate", "--checkpoint", str(checkpoint), *flag, "--num", "2", "--meter", "6/8",
+                         "--seed", "1", "--out", str(out)]) == 0
+        summary = json.loads((out / "generation.json").read_text())
+        expected = DEFAULT_GUIDANCE if guidance is None else float(guidance)
+        assert summary["settings"]["guidance"] == seen[-1] == expected and summary["settings"]["style"] == "irish"
+    assert seen == [0.0, 2.5, DEFAULT_GUIDANCE]
 
 
 def test_cli_refuses_an_unconditioned_checkpoint_to_order(tmp_path, capsys):

@@ -77,6 +77,11 @@ def register(subparsers) -> None:
                         help="to order: the metre, e.g. 6/8 (default: the style's typical one)")
     parser.add_argument("--key", default=None, metavar="KEY",
                         help="to order: the key, e.g. D, F#m, Bb major (default: the style's typical one)")
+    parser.add_argument("--guidance", type=number(0, 20, what="guidance", rule="be a number from 0 to 20"),
+                        default=None, metavar="W",
+                        help="to order: how hard each note is pushed towards the style asked for and away from "
+                             "the other styles, 0..20 (0 = the model as it is; default: "
+                             "labkit.conditioned.DEFAULT_GUIDANCE)")
     parser.add_argument("--unconditioned", action="store_true",
                         help="use the unconditioned model (notebook 04's; also the default without "
                              "--style/--meter/--key)")
@@ -97,7 +102,7 @@ def _run(args) -> int:
 
     if not (args.qpm > 0 and args.qpm < 1000):
         raise ConfigError(f"--qpm must lie in (0, 1000), got {args.qpm}")
-    if args.style is not None or args.meter is not None or args.key is not None:
+    if args.style is not None or args.meter is not None or args.key is not None or args.guidance is not None:
         return _run_to_order(args)
     if args.length is None:
         args.length = DEFAULT_LENGTH
@@ -131,12 +136,13 @@ def _run(args) -> int:
 def _run_to_order(args) -> int:
     """Handler of ``--style/--meter/--key``: whole tunes from the conditioned model (see the module docstring)."""
     from labkit._common import display_name
-    from labkit.conditioned import load_conditioned_model, parse_key, parse_meter, sample_to_order, key_name
+    from labkit.conditioned import (DEFAULT_GUIDANCE, load_conditioned_model, parse_key, parse_meter,
+                                    sample_to_order, key_name)
     from labkit.errors import ConfigError
     from labkit.generate import check_outputs, check_settings, write_outputs
 
     if args.unconditioned:
-        raise ConfigError("cannot be combined with --style, --meter or --key", "--unconditioned")
+        raise ConfigError("cannot be combined with --style, --meter, --key or --guidance", "--unconditioned")
     for flag, value in (("--primer", args.primer), ("--primer-steps", args.primer_steps)):
         if value is not None:
             raise ConfigError("is not available when generating to order (--style/--meter/--key): "
@@ -170,13 +176,14 @@ def _run_to_order(args) -> int:
     key = key if key is not None else parse_key(typical.get("key", "C major"))
     if args.top_k > config.vocab_size:
         raise ConfigError(f"top_k={args.top_k} exceeds the model's vocabulary of {config.vocab_size} tokens", "--top-k")
+    guidance = DEFAULT_GUIDANCE if args.guidance is None else args.guidance
     tunes = sample_to_order(model, encoding, style=style, meter=meter, key=key, num=args.num, max_steps=length,
                             temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
-                            qpm=args.qpm)
+                            qpm=args.qpm, guidance=guidance)
     settings = {"checkpoint": args.checkpoint or "shipped (labkit/assets/melody_conditioned.npz)",
                 "style": style, "meter": meter, "key": key_name(*key), "num": args.num, "max_steps": length,
                 "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "seed": args.seed,
-                "qpm": args.qpm, "ended": [info["ended"] for _, info in tunes]}
+                "guidance": guidance, "qpm": args.qpm, "ended": [info["ended"] for _, info in tunes]}
     records = write_outputs([m for m, _ in tunes], args.out, audio=args.audio, piano_roll=args.piano_roll,
                             settings=settings)
     for r, (melody, info) in zip(records, tunes):
