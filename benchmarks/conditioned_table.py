@@ -72,12 +72,19 @@ def main(argv=None) -> int:
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument("--guidance", type=float, default=None,
                         help="guidance towards the style asked for (default: generate's, labkit.conditioned.DEFAULT_GUIDANCE)")
+    parser.add_argument("--plausibility", type=float, default=None,
+                        help="guidance's plausibility constraint (default: labkit.conditioned.DEFAULT_PLAUSIBILITY)")
+    parser.add_argument("--rhythm-share", type=float, default=None,
+                        help="guidance on the rhythm as a share of --guidance (default: labkit.conditioned.DEFAULT_RHYTHM_SHARE)")
+    parser.add_argument("--temper", choices=("pitch", "all"), default=None,
+                        help="what the temperature shapes (default: labkit.conditioned.DEFAULT_TEMPER)")
     parser.add_argument("--styles", nargs="+", default=None, help="default: the five main styles")
     parser.add_argument("--checkpoint", default=None, help="default: the shipped conditioned model")
     parser.add_argument("--out", default="out/conditioned_table", help="where the tunes and table.json go")
     args = parser.parse_args(argv)
 
-    from labkit.conditioned import (DEFAULT_GUIDANCE, load_conditioned_model, parse_key, sample_to_order,
+    from labkit.conditioned import (DEFAULT_GUIDANCE, DEFAULT_PLAUSIBILITY, DEFAULT_RHYTHM_SHARE, DEFAULT_TEMPER,
+                                    load_conditioned_model, parse_key, sample_to_order,
                                     shipped_conditioned_path)
     from labkit.generate import write_outputs
     from labkit.judge import judge_paths
@@ -86,6 +93,9 @@ def main(argv=None) -> int:
 
     styles = args.styles or list(FIVE_STYLES)
     guidance = DEFAULT_GUIDANCE if args.guidance is None else args.guidance
+    plausibility = DEFAULT_PLAUSIBILITY if args.plausibility is None else args.plausibility
+    temper = DEFAULT_TEMPER if args.temper is None else args.temper
+    share = DEFAULT_RHYTHM_SHARE if args.rhythm_share is None else args.rhythm_share
     model, _, encoding, meta = load_conditioned_model(args.checkpoint)
     doc_path = (Path(args.checkpoint) if args.checkpoint else shipped_conditioned_path()).with_suffix(".json")
     doc = json.loads(doc_path.read_text()) if doc_path.is_file() else {}
@@ -98,10 +108,13 @@ def main(argv=None) -> int:
         started = time.perf_counter()
         typical = meta["typical"][style]
         tunes = sample_to_order(model, encoding, style=style, meter=typical["meter"], key=parse_key(typical["key"]),
-                                num=args.num, temperature=args.temperature, seed=args.seed + index, guidance=guidance)
+                                num=args.num, temperature=args.temperature, seed=args.seed + index, guidance=guidance,
+                                plausibility=plausibility, temper=temper, rhythm_share=share)
         folder = out / style
         write_outputs([m for m, _ in tunes], folder, settings={"style": style, **typical, "seed": args.seed + index,
-                                                               "temperature": args.temperature, "guidance": guidance})
+                                                               "temperature": args.temperature, "guidance": guidance,
+                                                               "plausibility": plausibility, "temper": temper,
+                                                               "rhythm_share": share})
         report = judge_paths([folder], style=style, model=style_model)
         verdicts = report["style_verdicts"]
         real_typ, real_agree, real_repeats = real_typicality(style, style_model)
@@ -120,7 +133,8 @@ def main(argv=None) -> int:
             "seconds": round(time.perf_counter() - started, 1)})
         print(f"{style}: done in {rows[-1]['seconds']} s", file=sys.stderr)
     result = {"rows": rows, "bits_per_event": {"conditioned": cond_bits, "unconditioned": base_bits},
-              "num": args.num, "seed": args.seed, "temperature": args.temperature, "guidance": guidance}
+              "num": args.num, "seed": args.seed, "temperature": args.temperature, "guidance": guidance,
+              "plausibility": plausibility, "temper": temper, "rhythm_share": share}
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.json").write_text(json.dumps(result, indent=1) + "\n")
     print(format_table(result))

@@ -61,6 +61,16 @@ line of a bar that has ``k`` bars before it, and then the bar ``k`` back is copi
 conditioning tokens and ``BEGIN`` are never drawn, and the tune stops at the first ``END`` (or at the length cap, reported as not
 ended). Nothing is selected or reranked afterwards.
 
+Two choices of the sampler, measured with ``benchmarks/conditioned_table.py`` (benchmarks/README.md):
+**guidance** (:func:`guided_logits`, default :data:`DEFAULT_GUIDANCE`): the model also runs under every
+other style, and each token's log-probability under the style asked for is pushed away from the mixture
+of all styles, which makes a tune more recognisably of its style (the model's own belief that it is);
+only the pitches the style's own distribution finds plausible (:data:`DEFAULT_PLAUSIBILITY`) may win.
+**A temperature on pitch only** (:func:`temper_pitch`, ``temper="pitch"``): in step tokens a hold is the
+likeliest token at most steps, so a temperature below 1 over every token makes every note longer (the
+German 4/4 tunes' inter-onset intervals drifted from the real ones); the temperature shapes which pitch
+begins a note, and when notes begin and end is drawn as the model has it.
+
 **The shipped model** (``labkit/assets/melody_conditioned.npz`` and ``.json``, trained by
 :func:`train_conditioned_model`, ``make model``) learns every corpus style (the folk styles and the
 chorale sopranos); its ``.json`` records the test-split cross-entropy next to the unconditioned
@@ -114,6 +124,12 @@ COPY_LAGS: tuple[int, ...] = (1, 2, 4, 8, 16)
 SHIPPED_CONDITIONED_FILE = "melody_conditioned.npz"
 #: :func:`sample_to_order`'s default guidance towards the style asked for (:func:`guided_logits`).
 DEFAULT_GUIDANCE = 0.0
+#: With guidance, only tokens at least this share as likely as the style's most likely one may be drawn.
+DEFAULT_PLAUSIBILITY = 0.1
+#: What the temperature shapes when sampling to order: ``"pitch"`` (:func:`temper_pitch`) or ``"all"`` tokens.
+DEFAULT_TEMPER = "pitch"
+#: The guidance on the rhythm (and copies, the end) is this share of the guidance on pitch.
+DEFAULT_RHYTHM_SHARE = 0.25
 #: The longest tune :func:`sample_to_order` writes by default, in steps (64 bars of 4/4).
 DEFAULT_MAX_STEPS = 1024
 
@@ -646,9 +662,58 @@ def guided_logits(logits, guidance):
     return logp[:, 0] + guidance * (logp[:, 0] - mixture)
 
 
-@partial(jax.jit, static_argnames=("graphdef", "length", "use_top_k", "use_top_p", "special", "group"))
-def _sample_jit(graphdef, state, prefix, bar_steps, max_events, key, temperature, top_k, top_p, guidance, *,
-                length, use_top_k, use_top_p, special, group):
+def with_pitches(logits, pitch_logits, *, first: int, stop: int):
+    """Log-probabilities ``[N, V]``: every token as ``logits`` has it, the choice among the note-ons
+    (tokens ``first .. stop - 1``) as ``pitch_logits`` has it.
+
+    The note-ons keep their total probability under ``logits`` (that a note begins now) and share it in
+    proportion to ``exp(pitch_logits)``; holds, note-offs, bar lines, copies and ``END`` keep theirs.
+    Where no note-on is allowed (all ``-inf``), ``logits`` is returned normalised, with no NaN.
+
+    >>> rhythm = jnp.log(jnp.array([[0.5, 0.1, 0.3, 0.1]]))          # hold, note-off, two note-ons
+    >>> pitch = jnp.log(jnp.array([[0.0, 0.0, 0.2, 0.8]]))
+    >>> [round(float(x), 3) for x in jnp.exp(with_pitches(rhythm, pitch, first=2, stop=4))[0]]
+    [0.5, 0.1, 0.08, 0.32]
+    """
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    on = (jnp.arange(logp.shape[-1]) >= first) & (jnp.arange(logp.shape[-1]) < stop)
+    onset = jax.nn.logsumexp(jnp.where(on, logp, -jnp.inf), axis=-1, keepdims=True)     # log P(a note begins)
+    pitch = jnp.where(on, pitch_logits.astype(jnp.float32), -jnp.inf)
+    any_on = jnp.isfinite(onset) & jnp.isfinite(jnp.max(pitch, axis=-1, keepdims=True))
+    pitch = jax.nn.log_softmax(jnp.where(any_on, pitch, 0.0), axis=-1)
+    return jnp.where(on & any_on, jnp.where(any_on, onset, 0.0) + pitch, logp)
+
+
+def temper_pitch(logits, temperature, *, first: int, stop: int, own=None, plausibility=0.0):
+    """Log-probabilities ``[N, V]`` with the temperature applied to the choice of pitch only.
+
+    Tokens ``first .. stop - 1`` are the note-ons. Their total probability (that a note begins now) is
+    kept as the model has it, and so is every other token's (a hold, a note-off, a bar line, ``END``);
+    only the distribution *among* the note-ons is tempered, ``p(pitch | a note begins) ** (1 / T)``,
+    renormalised (:func:`with_pitches`). Why: in step tokens a hold is the likeliest token at most steps,
+    so a temperature below 1 over the whole vocabulary makes every note longer (measured on the German
+    4/4 tunes, see benchmarks/README.md); here it makes the melody surer and leaves the rhythm alone.
+    ``own`` (default ``logits``) and ``plausibility``: only the note-ons with ``own``'s probability at
+    least ``plausibility`` times its likeliest note-on's may be drawn (with guidance, ``own`` is the
+    unguided model's: see :func:`sample_to_order`).
+
+    >>> logits = jnp.log(jnp.array([[0.5, 0.1, 0.3, 0.1]]))         # hold, note-off, two note-ons
+    >>> [round(float(x), 3) for x in jnp.exp(temper_pitch(logits, 0.5, first=2, stop=4))[0]]
+    [0.5, 0.1, 0.36, 0.04]
+    """
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    own = logp if own is None else own
+    on = (jnp.arange(logp.shape[-1]) >= first) & (jnp.arange(logp.shape[-1]) < stop)
+    own_on = jnp.where(on, own, -jnp.inf)
+    keep = own_on >= jnp.max(own_on, axis=-1, keepdims=True) + jnp.log(jnp.maximum(plausibility, 0.0))
+    return with_pitches(logp, jnp.where(keep, logp / temperature, -jnp.inf), first=first, stop=stop)
+
+
+@partial(jax.jit, static_argnames=("graphdef", "length", "use_top_k", "use_top_p", "special", "group",
+                                   "pitch_only"))
+def _sample_jit(graphdef, state, prefix, bar_steps, max_events, key, temperature, top_k, top_p, guidance,
+                rhythm_guidance, plausibility, *,
+                length, use_top_k, use_top_p, special, group, pitch_only):
     from labkit.sample import draw_token, filter_logits
 
     bar, end, numbered, restate, copy_base, lags = special
@@ -663,8 +728,23 @@ def _sample_jit(graphdef, state, prefix, bar_steps, max_events, key, temperature
     n = prefix.shape[0] // group
     vocab = logits.shape[-1]
 
-    def tune_logits(logits):
-        return logits if group == 1 else guided_logits(logits.reshape(n, group, vocab), guidance)
+    def tune_logits(logits, allowed):
+        """The logits a tune's token is drawn from (at temperature 1 when `pitch_only`), ``-inf`` where not allowed."""
+        if group == 1:
+            own = guided = jnp.where(allowed, logits, -jnp.inf)
+            floor = 0.0
+        else:
+            logits = logits.reshape(n, group, vocab)
+            own = jnp.where(allowed, logits[:, 0], -jnp.inf)
+            # guidance on which pitch, rhythm_guidance on everything else (when notes begin and end, copies, END)
+            guided = with_pitches(jnp.where(allowed, guided_logits(logits, rhythm_guidance), -jnp.inf),
+                                  jnp.where(allowed, guided_logits(logits, guidance), -jnp.inf), first=2, stop=bar)
+            floor = plausibility
+        if pitch_only:
+            return temper_pitch(guided, temperature, first=2, stop=bar, own=own, plausibility=floor)
+        # guidance may only choose among the tokens the style's own model finds plausible
+        plausible = own >= jnp.max(own, axis=-1, keepdims=True) + jnp.log(floor)
+        return jnp.where(plausible, guided, -jnp.inf)
 
     asked = prefix[::group]
     lag_bars = jnp.array(lags or (0,), jnp.int32)                   # the copy tokens' lags, in bars
@@ -689,8 +769,8 @@ def _sample_jit(graphdef, state, prefix, bar_steps, max_events, key, temperature
         copied = jnp.take_along_axis(history, jnp.clip(count - lag, 0, history.shape[1] - 1)[:, None], axis=1)
         allowed = jnp.where(copying[:, None], ids[None] == copied, allowed)
         allowed = jnp.where((done | capped)[:, None], ids[None] == end, allowed)
-        masked = jnp.where(allowed, tune_logits(logits), -jnp.inf)
-        token = draw_token(step_key, filter_logits(masked, temperature, top_k, top_p))
+        masked = tune_logits(logits, allowed)
+        token = draw_token(step_key, filter_logits(masked, 1.0 if pitch_only else temperature, top_k, top_p))
         token = jnp.where(copying, copied[:, 0], token)
         token = jnp.where(done | capped, end, token)
         ended = ended | (~done & ~capped & (token == end))
@@ -723,13 +803,21 @@ def _sample_jit(graphdef, state, prefix, bar_steps, max_events, key, temperature
 def sample_to_order(model, encoding: ConditionedEncoding, *, style: str, meter: str, key: str | tuple,
                     num: int = 4, max_steps: int = DEFAULT_MAX_STEPS, temperature: float = 0.8, top_k: int = 0,
                     top_p: float = 1.0, seed: int = 0, qpm: float = DEFAULT_QPM,
-                    guidance: float = DEFAULT_GUIDANCE, contrast=None) -> list[tuple[Melody, dict]]:
+                    guidance: float = DEFAULT_GUIDANCE, contrast=None,
+                    plausibility: float = DEFAULT_PLAUSIBILITY, temper: str = DEFAULT_TEMPER,
+                    rhythm_share: float = DEFAULT_RHYTHM_SHARE) -> list[tuple[Melody, dict]]:
     """``num`` whole tunes of ``style`` in ``meter`` and ``key``: ``[(melody, info)]`` (see :meth:`ConditionedEncoding.decode`;
     ``info["tokens"]`` is the tune's token row, prefix to ``END``).
 
-    ``guidance`` (>= 0) pushes each token towards the style asked for and away from the ``contrast``
-    styles (default: every other style of the encoding; :func:`guided_logits`); the model runs once per
-    style, so sampling costs that many times more. ``0`` samples the model as it is.
+    ``guidance`` (>= 0) pushes each pitch towards the style asked for and away from the ``contrast``
+    styles (default: every other style of the encoding; :func:`guided_logits`), and every other choice
+    (when notes begin and end, copies, the end) by ``guidance * rhythm_share`` (:func:`with_pitches`);
+    the model runs once per style, so sampling costs that many times more. ``0`` samples the model as it is. Guidance chooses only
+    among the tokens whose probability under the style asked for is at least ``plausibility`` times the
+    most likely one's (contrastive decoding's plausibility constraint, X. L. Li et al. 2023): it reweighs
+    what the style might play, and never picks what it would not (``0``: no constraint). ``temper``:
+    ``"pitch"`` applies the temperature (and that constraint) to the choice of pitch only, when notes
+    begin and end being drawn as the model has it (:func:`temper_pitch`); ``"all"`` to every token.
 
     Each melody carries the asked time signature and key (so :func:`labkit.melody.melody_to_sequence`
     writes them into the MIDI file) and ends where the model wrote ``END``; ``info["ended"]`` is False
@@ -761,6 +849,13 @@ def sample_to_order(model, encoding: ConditionedEncoding, *, style: str, meter: 
                           f"{top_p}, {top_k}")
     if not (isinstance(guidance, (int, float, np.number)) and math.isfinite(guidance) and 0 <= guidance <= 20):
         raise ConfigError(f"guidance must be a number in 0..20, got {guidance!r}")
+    if temper not in ("pitch", "all"):
+        raise ConfigError(f"temper must be 'pitch' (the temperature shapes the choice of pitch) or 'all' "
+                          f"(every token), got {temper!r}")
+    if not (isinstance(rhythm_share, (int, float, np.number)) and 0 <= rhythm_share <= 1):
+        raise ConfigError(f"rhythm_share must be a number in 0..1, got {rhythm_share!r}")
+    if not (isinstance(plausibility, (int, float, np.number)) and 0 <= plausibility <= 1):
+        raise ConfigError(f"plausibility must be a number in 0..1, got {plausibility!r}")
     prefix = encoding.prefix(style, meter, tonic, mode)
     contrast = encoding.styles if contrast is None else tuple(contrast)
     others = [encoding.prefix(other, meter, tonic, mode) for other in dict.fromkeys(contrast) if other != style]
@@ -774,9 +869,11 @@ def sample_to_order(model, encoding: ConditionedEncoding, *, style: str, meter: 
     tokens, ended = _sample_jit(graphdef, state, jnp.asarray(np.tile(np.stack(rows), (num, 1))),
                                 jnp.full(num, bars, jnp.int32), jnp.int32(max_steps), jax.random.key(int(seed)),
                                 np.float32(temperature), np.int32(top_k), np.float32(top_p), np.float32(guidance),
+                                np.float32(guidance * rhythm_share), np.float32(plausibility),
                                 length=length, use_top_k=top_k > 0, use_top_p=top_p < 1.0,
                                 special=(encoding.bar, encoding.end, NUMBERED_BARS, encoding.restate_bars,
-                                         encoding.copy_base, encoding.copy_lags), group=group)
+                                         encoding.copy_base, encoding.copy_lags), group=group,
+                                pitch_only=temper == "pitch")
     out = []
     for i, (row, did_end) in enumerate(zip(np.asarray(tokens), np.asarray(ended)), start=1):
         melody, info = encoding.decode(row, qpm=qpm, source=f"melody_{i:03d}")

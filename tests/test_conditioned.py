@@ -296,7 +296,7 @@ def test_scores_count_copied_events_and_charge_the_copy_tokens():
 
 # --- guidance towards the style asked for ---------------------------------------------------------------
 
-def _styled_model(copy_bias: float = 0.0):
+def _styled_model(copy_bias: float = 0.0, hold_bias: float = 0.0):
     """A tiny untrained model that hears its conditions at every step, so that the style changes every next token."""
     cfg = ModelConfig(vocab_size=ENC.vocab_size, embed_dim=16, hidden_size=16, num_layers=1, dropout=0.0,
                       condition_tokens=3)
@@ -306,6 +306,7 @@ def _styled_model(copy_bias: float = 0.0):
     model.embed.embedding = nnx.Param(jnp.asarray(embed))
     bias = np.zeros(ENC.vocab_size, np.float32)
     bias[ENC.copy_base:] = copy_bias
+    bias[0] = hold_bias
     model.head.bias = nnx.Param(model.head.bias[...] + bias)
     return model
 
@@ -329,12 +330,24 @@ def test_guided_sampling_draws_from_the_guided_distribution():
     assert 0.5 * np.abs(plain - guided).sum() > 0.1                      # guidance changes the distribution
     gap = 0.5 * np.abs(plain - guided).sum()
     tunes = sample_to_order(model, ENC, style="irish", meter="6/8", key="D", num=20000, max_steps=1, temperature=1.0,
-                            guidance=2.0, seed=7)
+                            guidance=2.0, rhythm_share=1.0, plausibility=0.0, seed=7)
     first = np.array([info["tokens"][5] for _, info in tunes])
     seen = np.bincount(first, minlength=ENC.vocab_size) / len(first)
     # what was drawn is that distribution (20,000 draws over ~90 tokens: a total variation of about 0.03 by chance)
     assert 0.5 * np.abs(seen - guided).sum() < 0.045
     assert 0.5 * np.abs(seen - plain).sum() > gap - 0.045
+    # rhythm_share 0: whether a note begins is the unguided model's choice, which pitch the guided one's
+    model = _styled_model(hold_bias=float(np.log(ENC.bar - 2)))         # a hold about as likely as any note
+    plain, guided = _first_event_distribution(model, 0.0), _first_event_distribution(model, 2.0)
+    tunes = sample_to_order(model, ENC, style="irish", meter="6/8", key="D", num=20000, max_steps=1, temperature=1.0,
+                            guidance=2.0, rhythm_share=0.0, plausibility=0.0, seed=7)
+    first = np.array([info["tokens"][5] for _, info in tunes])
+    seen = np.bincount(first, minlength=ENC.vocab_size) / len(first)
+    on = slice(2, ENC.bar)
+    expected = plain.copy()
+    expected[on] = plain[on].sum() * guided[on] / guided[on].sum()
+    assert abs(seen[on].sum() - plain[on].sum()) < 0.015 and abs(guided[on].sum() - plain[on].sum()) > 0.03
+    assert 0.5 * np.abs(seen - expected).sum() < 0.045
 
 
 def test_guidance_zero_is_plain_sampling_and_guided_tunes_keep_the_grammar():
@@ -359,6 +372,49 @@ def test_guidance_zero_is_plain_sampling_and_guided_tunes_keep_the_grammar():
     for bad in (-1.0, float("nan"), 25.0):
         with pytest.raises(ConfigError, match="guidance"):
             sample_to_order(model, ENC, guidance=bad, **kwargs)
+
+
+def test_temper_pitch_by_hand():
+    from labkit.conditioned import temper_pitch
+
+    p = np.array([[0.4, 0.1, 0.2, 0.2, 0.1, 0.0]]) + 1e-12                # hold, off, three note-ons, a bar line
+    for temperature in (0.5, 1.0, 2.0):
+        out = np.exp(np.asarray(temper_pitch(jnp.log(jnp.asarray(p)), temperature, first=2, stop=5)))[0]
+        assert out[[0, 1, 5]] == pytest.approx(p[0, [0, 1, 5]], abs=1e-6)      # not the rhythm: holds and note-offs
+        assert out[2:5].sum() == pytest.approx(0.5, abs=1e-6)                 # a note begins as often as before
+        tempered = p[0, 2:5] ** (1 / temperature)
+        assert out[2:5] == pytest.approx(0.5 * tempered / tempered.sum(), abs=1e-6)
+    # the plausibility floor: note-ons under 0.6 x the likeliest's probability (under `own`) are left out
+    own = jnp.log(jnp.asarray([[0.4, 0.1, 0.3, 0.15, 0.05, 0.0]]) + 1e-12)
+    out = np.exp(np.asarray(temper_pitch(jnp.log(jnp.asarray(p)), 1.0, first=2, stop=5, own=own, plausibility=0.6)))[0]
+    assert out[3] == out[4] == 0 and out[2] == pytest.approx(0.5)
+    # no note-on allowed at all (a full bar): nothing changes, nothing is NaN
+    bar_only = jnp.log(jnp.asarray([[0.0, 0.0, 0.0, 0.0, 0.0, 1.0]]))
+    out = np.asarray(temper_pitch(bar_only, 0.5, first=2, stop=5))[0]
+    assert not np.isnan(out).any() and np.exp(out[5]) == pytest.approx(1.0)
+
+
+def test_pitch_temperature_leaves_the_rhythm_to_the_model():
+    # a model whose first event is a hold (the likeliest token) or one of many note-ons: with temper="pitch" the
+    # share of tunes that begin with a note does not depend on the temperature; with temper="all" a low
+    # temperature makes the hold win (longer notes)
+    model = _styled_model()
+    bias = np.zeros(ENC.vocab_size, np.float32)
+    bias[0] = np.log(ENC.bar - 2)                                        # a hold about as likely as any note at all
+    model.head.bias = nnx.Param(model.head.bias[...] + bias)
+    kwargs = dict(style="german", meter="3/4", key="C", num=4000, max_steps=1, seed=11)
+    def onset_share(temperature, temper):
+        tunes = sample_to_order(model, ENC, temperature=temperature, temper=temper, **kwargs)
+        first = np.array([info["tokens"][5] for _, info in tunes])
+        return np.mean((first >= 2) & (first < ENC.bar))
+    plain = onset_share(1.0, "pitch")
+    assert plain == onset_share(1.0, "all")                              # at T = 1 the two are the same draw
+    assert abs(onset_share(0.3, "pitch") - plain) < 0.04
+    assert abs(onset_share(0.3, "all") - plain) > 0.1
+    with pytest.raises(ConfigError, match="temper"):
+        sample_to_order(model, ENC, temper="rhythm", **kwargs)
+    with pytest.raises(ConfigError, match="plausibility"):
+        sample_to_order(model, ENC, plausibility=1.5, **kwargs)
 
 
 def test_copy_lags_are_checked_and_round_trip():

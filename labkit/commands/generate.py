@@ -8,7 +8,9 @@ Without ``--checkpoint`` the model that ships with labkit is used
 tunes of that style, metre and key, with bar lines and an end of their own; each MIDI file carries the
 time signature, key signature and tempo. A flag left out takes the style's typical value (the most
 common metre and key of its training tunes; the style defaults to irish). ``--length`` is then the cap
-of a tune in steps (default 1024). Without these flags (or with ``--unconditioned``) the unconditioned
+of a tune in steps (default 1024), ``--temperature`` shapes the choice of pitch only (when notes begin and
+end is left to the model), and ``--guidance W`` pushes every note towards the style asked for and away
+from the other styles (default ``labkit.conditioned.DEFAULT_GUIDANCE``; 0: the model as it is). Without these flags (or with ``--unconditioned``) the unconditioned
 model of notebook 04 writes ``--length`` steps after a primer, as before. One file per melody: ``melody_001.mid``, ...;
 ``--audio`` adds ``melody_001.wav``, ``--piano-roll`` adds ``melody_001.png``;
 ``generation.json`` records the settings. The same seed writes byte-identical files.
