@@ -8,9 +8,11 @@ selected or reranked: every tune written is judged. Then ``labkit.judge.judge_pa
 (what ``python -m labkit judge --generated DIR --style STYLE --json`` prints) gives
 
 * **agreement**: the share of the generated tunes whose style-model verdict is the requested style
-  (target >= 90%; the real test tunes' own share is given beside it);
+  (target >= 90%; the real test tunes' own share is given beside it, all of them and those in the
+  metre asked for);
 * **typicality**: the median typicality of the generated tunes against the interquartile range of the
-  real test tunes' typicality (target: inside);
+  real test tunes' typicality (target: inside), all of them and those in the metre asked for (the
+  generated tunes are all in one metre; a style's tunes in other metres are more or less typical);
 * **min overlap**: the smallest overlap area over every judge feature, and that feature (target >= 0.7);
 * **repeated bars**: the share of the tunes' bars that equal an earlier bar of the same tune (the style
   model's first ``form`` feature), generated against the real test tunes;
@@ -46,9 +48,9 @@ def repeated_bars(melodies) -> float:
     return repeats / max(total, 1)
 
 
-def real_typicality(style: str, model) -> tuple[np.ndarray, float, float]:
-    """Typicality of every readable real test tune of ``style``, the share the style model gives to ``style``,
-    and the tunes' :func:`repeated_bars`."""
+def real_typicality(style: str, model, meter: str) -> dict:
+    """The real test tunes of ``style``, all and those in ``meter``: typicality quartiles, the share the style
+    model gives to ``style``, and (all) their :func:`repeated_bars`."""
     from labkit.errors import LabkitError
     from labkit.judge import corpus_paths
     from labkit.midi_io import read_midi
@@ -61,8 +63,14 @@ def real_typicality(style: str, model) -> tuple[np.ndarray, float, float]:
         except LabkitError:
             continue
     records = score_melodies(model, melodies, style)
-    typical = np.array([r["typicality"] for r in records])
-    return typical, float(np.mean([r["style"] == style for r in records])), repeated_bars(melodies)
+    in_meter = np.array([f"{m.numerator}/{m.denominator}" == meter for m in melodies])
+    out = {"repeated_bars": repeated_bars(melodies)}
+    for name, keep in (("all", np.ones(len(records), bool)), ("meter", in_meter)):
+        picked = [r for r, k in zip(records, keep) if k]
+        typical = np.array([r["typicality"] for r in picked])
+        out[name] = {"tunes": len(picked), "agreement": float(np.mean([r["style"] == style for r in picked])),
+                     "iqr": [float(x) for x in np.percentile(typical, [25, 75])]}
+    return out
 
 
 def main(argv=None) -> int:
@@ -117,8 +125,9 @@ def main(argv=None) -> int:
                                                                "rhythm_share": share})
         report = judge_paths([folder], style=style, model=style_model)
         verdicts = report["style_verdicts"]
-        real_typ, real_agree, real_repeats = real_typicality(style, style_model)
-        q1, q3 = (float(x) for x in np.percentile(real_typ, [25, 75]))
+        real = real_typicality(style, style_model, typical["meter"])
+        q1, q3 = real["all"]["iqr"]
+        m1, m3 = real["meter"]["iqr"]
         overlaps = {name: f["overlap"] for name, f in report["features"].items() if f["overlap"] is not None}
         worst = min(overlaps, key=overlaps.get)
         median_typ = verdicts["median_typicality"]
@@ -126,9 +135,11 @@ def main(argv=None) -> int:
             "style": style, "meter": typical["meter"], "key": typical["key"], "tunes": report["generated"],
             "ended": float(np.mean([info["ended"] for _, info in tunes])),
             "bars": float(np.mean([m.num_steps / encoding.bar_steps(typical["meter"]) for m, _ in tunes])),
-            "agreement": verdicts["shares"][style], "real_agreement": real_agree,
+            "agreement": verdicts["shares"][style], "real_agreement": real["all"]["agreement"],
+            "real_metre_agreement": real["meter"]["agreement"], "real_metre_tunes": real["meter"]["tunes"],
             "median_typicality": median_typ, "real_iqr": [q1, q3], "typicality_in_iqr": q1 <= median_typ <= q3,
-            "repeated_bars": repeated_bars([m for m, _ in tunes]), "real_repeated_bars": real_repeats,
+            "real_metre_iqr": [m1, m3], "typicality_in_metre_iqr": m1 <= median_typ <= m3,
+            "repeated_bars": repeated_bars([m for m, _ in tunes]), "real_repeated_bars": real["repeated_bars"],
             "min_overlap": overlaps[worst], "min_overlap_feature": worst, "overlaps": overlaps,
             "seconds": round(time.perf_counter() - started, 1)})
         print(f"{style}: done in {rows[-1]['seconds']} s", file=sys.stderr)
@@ -146,14 +157,18 @@ def format_table(result: dict) -> str:
     bits = result["bits_per_event"]
     ce = (f"{bits['conditioned']:.3f} vs {bits['unconditioned']:.3f}"
           if bits["conditioned"] is not None and bits["unconditioned"] is not None else "-")
-    lines = ["| style | metre, key | tunes (ended) | agreement (real) | median typicality (real IQR) | "
-             "min overlap (feature) | repeated bars (real) | test bits/event cond. vs uncond. |",
+    lines = ["| style | metre, key | tunes (ended, mean length) | agreement (real: all; same metre) | "
+             "median typicality (real IQR: all; same metre) | min overlap (feature) | repeated bars (real) | "
+             "test bits/event cond. vs uncond. |",
              "|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         q1, q3 = r["real_iqr"]
+        m1, m3 = r.get("real_metre_iqr", (float("nan"),) * 2)
         lines.append(f"| {r['style']} | {r['meter']}, {r['key']} | {r['tunes']} ({r['ended']:.0%}, "
-                     f"{r['bars']:.1f} bars) | {r['agreement']:.0%} ({r['real_agreement']:.0%}) | "
-                     f"{r['median_typicality']:.3f} ({q1:.3f}-{q3:.3f}){'' if r['typicality_in_iqr'] else ' OUT'} | "
+                     f"{r['bars']:.1f} bars) | {r['agreement']:.0%} ({r['real_agreement']:.0%}; "
+                     f"{r.get('real_metre_agreement', float('nan')):.0%} of {r.get('real_metre_tunes', 0)}) | "
+                     f"{r['median_typicality']:.3f} ({q1:.3f}-{q3:.3f}{'' if r['typicality_in_iqr'] else ' OUT'}; "
+                     f"{m1:.3f}-{m3:.3f}{'' if r.get('typicality_in_metre_iqr') else ' OUT'}) | "
                      f"{r['min_overlap']:.2f} ({r['min_overlap_feature']}) | "
                      f"{r.get('repeated_bars', float('nan')):.2f} ({r.get('real_repeated_bars', float('nan')):.2f}) | {ce} |")
     return "\n".join(lines)

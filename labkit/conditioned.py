@@ -21,7 +21,7 @@ in the tune it is, so that the model learns where phrases cadence and when a tun
 16, 32 bars), which a plain bar line cut out of context cannot tell it.
 
 **Copy tokens.** Folk tunes repeat themselves: a strain is played twice, a bar comes back two or four
-bars on (in the corpus, 51% of the fiddle tunes' bars and 37% of the Irish tunes' repeat a bar 1, 2, 4,
+bars on (in the training split, 51% of the fiddle tunes' bars and 37% of the Irish tunes' repeat a bar 1, 2, 4,
 8 or 16 bars before them). An LSTM writing note after note almost never repeats a whole bar exactly
 (the first conditioned models: 1% of bars), and the style model hears the difference. So a bar equal to the bar ``k``
 bars before it (``k`` in :data:`COPY_LAGS`) is written ``BAR, COPY k`` and then its events, as folk-rnn
@@ -36,8 +36,8 @@ every input, so the style is never left to the LSTM's memory of a prefix read hu
 before (read once, the prefix's style faded: the style model called 12% of the generated chorales
 chorales and 60% of the Irish tunes Irish; heard at every step, 60% and 100%). Three more choices, each measured with ``benchmarks/conditioned_table.py`` (50 tunes
 per style; the tables are in benchmarks/README.md, "Generation to order"): training windows of 320 tokens,
-which hold most tunes whole; windows drawn with weight ``n_style ** -STYLE_BALANCE`` (0.5) per tune, so that
-the small styles (chorales, fiddle tunes) are not drowned by the German songs; and window starts drawn
+which hold most tunes whole; windows drawn with weight ``n_style ** -STYLE_BALANCE`` (1.0: every style as
+often as any other) per tune, so that the small styles (chorales, fiddle tunes) are not drowned by the German songs; and window starts drawn
 by :func:`window_start`, so that a long tune's ``END`` is in a window as often as its middle (drawn
 uniformly, a 600-token tune showed its end in about one window in 280, and the model stopped ending long tunes).
 ``restate_bars = k`` (off) states the three conditioning tokens again after every ``k``-th bar line
@@ -123,7 +123,7 @@ COPY_LAGS: tuple[int, ...] = (1, 2, 4, 8, 16)
 #: File names of the shipped conditioned model, in ``labkit/assets``.
 SHIPPED_CONDITIONED_FILE = "melody_conditioned.npz"
 #: :func:`sample_to_order`'s default guidance towards the style asked for (:func:`guided_logits`).
-DEFAULT_GUIDANCE = 0.0
+DEFAULT_GUIDANCE = 2.0
 #: With guidance, only tokens at least this share as likely as the style's most likely one may be drawn.
 DEFAULT_PLAUSIBILITY = 0.1
 #: What the temperature shapes when sampling to order: ``"pitch"`` (:func:`temper_pitch`) or ``"all"`` tokens.
@@ -542,9 +542,10 @@ def window_start(rng: np.random.Generator, length: int, window: int) -> int:
     return int(np.clip(rng.integers(-(window - 1), length), 0, length - window))
 
 
-#: Training windows are drawn with weight ``n_style ** -STYLE_BALANCE`` per tune (the shipped model: 0.5);
+#: Training windows are drawn with weight ``n_style ** -STYLE_BALANCE`` per tune (the shipped model: 1.0,
+#: every style as often as any other);
 #: 0: every tune once per epoch, shuffled (see the module docstring).
-STYLE_BALANCE = 0.5
+STYLE_BALANCE = 1.0
 
 
 def train_batches(tunes: ConditionedTunes, config: TrainConfig, augment_semitones: int = AUGMENT_SEMITONES,
@@ -934,8 +935,8 @@ def load_conditioned_model(checkpoint: str | os.PathLike | None = None):
 #: and its three conditions heard at every step.
 CONDITIONED_MODEL = ModelConfig(vocab_size=ConditionedEncoding().vocab_size, embed_dim=64, hidden_size=256,
                                 num_layers=1, dropout=0.1, condition_tokens=3)
-#: How it is trained (11 minutes on 2 idle CPU cores): windows of 320 tokens hold most tunes whole.
-CONDITIONED_TRAIN = TrainConfig(seed=0, num_steps=3500, batch_size=32, seq_len=320, learning_rate=3e-3,
+#: How it is trained (22 minutes on 2 CPU cores): windows of 320 tokens hold most tunes whole.
+CONDITIONED_TRAIN = TrainConfig(seed=0, num_steps=6500, batch_size=32, seq_len=320, learning_rate=3e-3,
                                 warmup_steps=50, end_lr_ratio=0.05, eval_every=200, max_eval_batches=None,
                                 patience=4, log_every=10, progress=True)
 

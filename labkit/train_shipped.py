@@ -142,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     """
     import dataclasses
 
+    from labkit.conditioned import CONDITIONED_TRAIN, train_conditioned_model
+
     parser = argparse.ArgumentParser(prog="python -m labkit.train_shipped",
                                      description="Train the melody LSTM that ships with labkit.")
     parser.add_argument("--out", default=None,
@@ -151,11 +153,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="train the conditioned model (style, metre, key; whole tunes) instead")
     parser.add_argument("--steps", type=_steps, default=None, metavar="N",
                         help=f"optimizer steps, 1..{MAX_STEPS} (default: {SHIPPED_TRAIN.num_steps}; "
-                             "conditioned: 2000)")
+                             f"conditioned: {CONDITIONED_TRAIN.num_steps})")
     parser.add_argument("--workdir", default=None, help="keep checkpoints here so an interrupted run resumes")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    from labkit.conditioned import CONDITIONED_TRAIN, train_conditioned_model
 
     cfg = CONDITIONED_TRAIN if args.conditioned else SHIPPED_TRAIN
     if args.steps is not None:
