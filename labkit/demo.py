@@ -164,7 +164,7 @@ class DemoSettings:
     progress: bool = True
     quick: bool = False
     order_styles: tuple = ("chinese", "chorale", "fiddle", "german", "irish")
-    order_num: int = 4
+    order_num: int = 12
     order_max_steps: int = 1024
     order_real: int = 100
 
