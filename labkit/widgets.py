@@ -24,9 +24,10 @@ the ``style`` drop-down offers the conditioned model's styles besides :data:`ANY
 :data:`ANY_STYLE` (the default) the studio works as described above, with the unconditioned model.
 With a style chosen, "Generate" samples *whole tunes* with the conditioned model
 (:func:`labkit.conditioned.sample_to_order`) in the ``meter`` and ``key`` chosen (choosing a style
-sets both to its typical ones, as ``generate --style`` does); temperature, top-k, top-p, number and
-seed apply as before, ``tune cap`` replaces ``length`` (a tune ends by itself or at the cap) and there
-is no primer. The MIDI files carry the metre's time signature and the key's key signature.
+sets both to its typical ones, as ``generate --style`` does); temperature (on the choice of pitch),
+top-k, top-p, number and seed apply as before, ``guidance`` pushes the tunes towards the style (0: the
+model as it is; :func:`labkit.conditioned.guided_logits`), ``tune cap`` replaces ``length`` (a tune ends
+by itself or at the cap) and there is no primer. The MIDI files carry the metre's time signature and the key's key signature.
 
 Works with ipywidgets 7.7.1 (Google Colab) and 8: the only API that differs between them
 and that the studio uses, ``FileUpload.value``, is read by :func:`uploaded_files`.
@@ -48,8 +49,8 @@ from pathlib import Path
 import numpy as np
 
 from labkit.checkpoint import load_melody_model, read_meta
-from labkit.conditioned import (DEFAULT_MAX_STEPS, ConditionedEncoding, key_name, load_conditioned_model,
-                                parse_key, sample_to_order, shipped_conditioned_path)
+from labkit.conditioned import (DEFAULT_GUIDANCE, DEFAULT_MAX_STEPS, ConditionedEncoding, key_name,
+                                load_conditioned_model, parse_key, sample_to_order, shipped_conditioned_path)
 from labkit.encoding import MelodyEncoding
 from labkit.errors import CheckpointError, ConfigError, LabkitError
 from labkit.generate import generate_melodies, melody_stats, read_primer, write_outputs
@@ -294,6 +295,8 @@ class SamplingStudio:
         self.max_steps = w.IntSlider(value=DEFAULT_MAX_STEPS, min=16, max=2048, step=16,
                                      description="tune cap (steps)", continuous_update=False, style=wide,
                                      layout=row)
+        self.guidance = w.FloatSlider(value=DEFAULT_GUIDANCE, min=0.0, max=5.0, step=0.25, description="guidance",
+                                      continuous_update=False, style=wide, layout=row)
 
         self.button.on_click(self._on_click)
         self.primer.observe(self._on_primer_choice, names="value")
@@ -308,7 +311,7 @@ class SamplingStudio:
         sampling = w.VBox([self.temperature, self.top_k, self.top_p, self.length, self._length_note,
                            self.num_melodies, self.seed])
         priming = w.VBox([self.primer, self.primer_path, self.upload, self.primer_steps, self.qpm, self.sound])
-        ordering = w.HBox([self.style, self.meter, self.key, self.max_steps])
+        ordering = w.VBox([w.HBox([self.style, self.meter, self.key]), w.HBox([self.max_steps, self.guidance])])
         self.widget = w.VBox([title, w.HBox([sampling, priming]), ordering, w.HBox([self.button, self.status]),
                               self.output])
 
@@ -375,10 +378,11 @@ class SamplingStudio:
                             top_p=float(self.top_p.value), seed=int(self.seed.value)).validate(self.vocab_size)
 
     def order(self) -> dict | None:
-        """``{"style", "meter", "key"}`` of the "to order" drop-downs, or ``None`` for :data:`ANY_STYLE`."""
+        """``{"style", "meter", "key", "guidance"}`` of the "to order" controls, or ``None`` for :data:`ANY_STYLE`."""
         if self.style.value == ANY_STYLE:
             return None
-        return {"style": str(self.style.value), "meter": str(self.meter.value), "key": str(self.key.value)}
+        return {"style": str(self.style.value), "meter": str(self.meter.value), "key": str(self.key.value),
+                "guidance": float(self.guidance.value)}
 
     def primer_tokens(self) -> tuple[str, np.ndarray]:
         """``(label, int32 tokens [P])`` of the primer chosen in the drop-down.
@@ -469,14 +473,15 @@ class SamplingStudio:
                             melodies=melodies, sequences=sequences,
                             midi_paths=[Path(r["midi"]) for r in records], seconds=seconds, records=records)
 
-    def generate_to_order(self, config: SampleConfig, *, style: str, meter: str, key: str) -> StudioResult:
+    def generate_to_order(self, config: SampleConfig, *, style: str, meter: str, key: str,
+                          guidance: float = DEFAULT_GUIDANCE) -> StudioResult:
         """Whole tunes of ``style`` in ``meter`` and ``key`` from the conditioned model; display nothing.
 
         :func:`labkit.conditioned.sample_to_order` with ``config``'s number, temperature, top-k, top-p
-        and seed, ``config.length`` as the tune cap (steps) and the ``qpm`` slider's tempo; written by
+        and seed, ``guidance``, ``config.length`` as the tune cap (steps) and the ``qpm`` slider's tempo; written by
         :func:`labkit.generate.write_outputs` (each MIDI file with the metre's time signature and the
         key's key signature) into a folder of ``out_dir`` named by the settings, e.g.
-        ``irish-6-8-D-major_n4_cap1024_T1.00_k0_p1.00_seed0``. Same settings, same seed: same tunes.
+        ``irish-6-8-D-major_n4_cap1024_T1.00_k0_p1.00_g2.00_seed0``. Same settings, same seed: same tunes.
 
         Notebook: 05_sampling_studio.ipynb
         """
@@ -492,7 +497,8 @@ class SamplingStudio:
         start = time.perf_counter()
         tunes = sample_to_order(model, encoding, style=style, meter=meter, key=(tonic, mode),
                                 num=config.num_samples, max_steps=config.length, temperature=config.temperature,
-                                top_k=config.top_k, top_p=config.top_p, seed=config.seed, qpm=qpm)
+                                top_k=config.top_k, top_p=config.top_p, seed=config.seed, qpm=qpm,
+                                guidance=guidance)
         seconds = time.perf_counter() - start
         melodies = [melody for melody, _ in tunes]
         ended = [bool(info["ended"]) for _, info in tunes]
@@ -504,8 +510,8 @@ class SamplingStudio:
         key = key_name(tonic, mode)
         slug = re.sub(r"[^A-Za-z0-9#]+", "-", f"{style}_{meter}_{key}").replace("#", "sharp")
         folder = self.out_dir / (f"{slug}_n{config.num_samples}_cap{config.length}_T{config.temperature:.2f}_"
-                                 f"k{config.top_k}_p{config.top_p:.2f}_seed{config.seed}")
-        order = {"style": style, "meter": meter, "key": key, "max_steps": config.length}
+                                 f"k{config.top_k}_p{config.top_p:.2f}_g{guidance:.2f}_seed{config.seed}")
+        order = {"style": style, "meter": meter, "key": key, "max_steps": config.length, "guidance": guidance}
         settings = {"model": "conditioned", **order, "qpm": qpm, "ended": ended,
                     **{k: getattr(config, k) for k in ("num_samples", "temperature", "top_k", "top_p", "seed")}}
         records = write_outputs(melodies, folder, settings=settings, program=program)
@@ -597,7 +603,8 @@ class SamplingStudio:
             o = result.order
             return (f"{len(result.melodies)} {html.escape(o['style'])} tunes in {o['meter']}, {o['key']} "
                     f"({sum(result.ended)} ended by themselves, cap {c.length} steps) in {result.seconds:.2f} s: "
-                    f"temperature {c.temperature:.2f}, top-k {top_k}, top-p {top_p}, seed {c.seed}")
+                    f"temperature {c.temperature:.2f} (pitch), guidance {o['guidance']:g}, top-k {top_k}, "
+                    f"top-p {top_p}, seed {c.seed}")
         return (f"{len(result.melodies)} melodies of {c.length} steps after a {len(result.primer)}-token primer "
                 f"({html.escape(result.primer_name)}) in {result.seconds:.2f} s: temperature "
                 f"{c.temperature:.2f}, top-k {top_k}, top-p {top_p}, seed {c.seed}")
@@ -646,7 +653,7 @@ class SamplingStudio:
                 self.key.value = key_name(*parse_key(typical.get("key", "C major")))
             except ConfigError:
                 self.key.value = "C major"
-        self.meter.disabled = self.key.disabled = self.max_steps.disabled = not to_order
+        self.meter.disabled = self.key.disabled = self.max_steps.disabled = self.guidance.disabled = not to_order
         self.length.disabled = to_order
         self._on_primer_choice()
 

@@ -17,6 +17,7 @@ import pytest  # noqa: E402
 
 from labkit import midi_io  # noqa: E402
 from labkit.encoding import MelodyEncoding  # noqa: E402
+from labkit.conditioned import DEFAULT_GUIDANCE  # noqa: E402
 from labkit.errors import ConfigError, LabkitError  # noqa: E402
 from labkit.melody import Melody, melody_to_sequence  # noqa: E402
 from labkit.models import ModelConfig, make_model  # noqa: E402
@@ -280,13 +281,15 @@ def test_to_order_controls_offer_the_shipped_models_styles_metres_and_keys(studi
     assert studio.key.options == KEYS and len(KEYS) == 24 and KEYS[:3] == ("C major", "C# major", "D major")
     assert KEYS[12] == "C minor" and KEYS[-1] == "B minor"
     assert studio.style.value == ANY_STYLE                   # the default: today's studio
-    assert studio.meter.disabled and studio.key.disabled and studio.max_steps.disabled
+    assert studio.meter.disabled and studio.key.disabled and studio.max_steps.disabled and studio.guidance.disabled
     assert not studio.length.disabled and not studio.primer.disabled
     for style, typical in meta["typical"].items():          # a style chosen: its typical metre and key
         studio.style.value = style
         assert (studio.meter.value, studio.key.value) == (typical["meter"], typical["key"]), style
     assert not studio.meter.disabled and studio.length.disabled and studio.primer.disabled
-    assert studio.order() == {"style": style, "meter": typical["meter"], "key": typical["key"]}
+    assert studio.order() == {"style": style, "meter": typical["meter"], "key": typical["key"],
+                              "guidance": DEFAULT_GUIDANCE}
+    assert not studio.guidance.disabled
     assert studio.settings().length == studio.max_steps.value == 1024
     studio.style.value = ANY_STYLE
     assert studio.order() is None and studio.meter.disabled and not studio.primer.disabled
@@ -306,7 +309,8 @@ def test_to_order_writes_the_chosen_time_and_key_signatures(ordered):
     ordered.button.click()
     assert ordered.last_error is None, ordered.last_error
     result = ordered.last_result
-    assert result.order == {"style": "german", "meter": "6/8", "key": "F# minor", "max_steps": 48}
+    assert result.order == {"style": "german", "meter": "6/8", "key": "F# minor", "max_steps": 48,
+                            "guidance": DEFAULT_GUIDANCE}
     assert len(result.melodies) == len(result.midi_paths) == len(result.ended) == 2
     for melody, path in zip(result.melodies, result.midi_paths):
         sequence = midi_io.read_midi(path)
@@ -316,6 +320,7 @@ def test_to_order_writes_the_chosen_time_and_key_signatures(ordered):
         assert 0 < melody.num_steps <= 48
     written = json.loads((result.midi_paths[0].parent / "generation.json").read_text())["settings"]
     assert (written["style"], written["meter"], written["key"], written["seed"]) == ("german", "6/8", "F# minor", 21)
+    assert written["guidance"] == DEFAULT_GUIDANCE and f"guidance {DEFAULT_GUIDANCE:g}" in ordered.status.value
     assert "german tunes in 6/8, F# minor" in ordered.status.value and "tune 1" not in ordered.status.value
     assert "<audio" in html_of(ordered) and html_of(ordered).count("data:audio/midi") == 2
     # the studio's knobs reach sample_to_order: the same call gives the same tunes
@@ -333,6 +338,14 @@ def test_to_order_writes_the_chosen_time_and_key_signatures(ordered):
     ordered.seed.value = 22
     ordered.button.click()
     assert not np.array_equal(ordered.last_result.tokens, first)
+    # the guidance slider reaches sample_to_order too
+    ordered.seed.value, ordered.guidance.value = 21, 0.0
+    ordered.button.click()
+    plain = sample_to_order(model, enc, style="german", meter="6/8", key="F#m", num=2, max_steps=48,
+                            temperature=0.8, seed=21, guidance=0.0)
+    assert ordered.last_result.order["guidance"] == 0.0 and "_g0.00_" in str(ordered.last_result.midi_paths[0])
+    for (melody, info), row in zip(plain, ordered.last_result.tokens):
+        np.testing.assert_array_equal(row[:len(info["tokens"])], info["tokens"])
 
 
 def test_any_style_keeps_the_unconditioned_path(ordered, model):
