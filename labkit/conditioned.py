@@ -314,8 +314,10 @@ class ConditionedEncoding:
         of the longest lag that fits (a strain repeated 8 bars on, rather than a bar repeated 4 bars on).
         """
         bar = bars[n]
-        fits = [k for k in self.copy_lags if k <= n and len(bars[n - k]) == len(bar) and np.array_equal(bars[n - k], bar)]
-        if not fits or len(bar) != len(bars[0]):
+        if len(bar) != len(bars[0]):                    # the last bar, cut short: never a copy
+            return 0
+        fits = [k for k in self.copy_lags if k <= n and np.array_equal(bars[n - k], bar)]
+        if not fits:
             return 0
         return previous if previous in fits else max(fits)
 
@@ -336,7 +338,7 @@ class ConditionedEncoding:
                 if conditions is None:
                     raise ConfigError("this encoding restates the conditions: body() needs them")
                 pieces.append(np.asarray(conditions, dtype=np.int32)[:3])
-            lag = self.copy_lag(bars, n, lag) if self.copy_lags and len(bar) == step else 0
+            lag = self.copy_lag(bars, n, lag) if self.copy_lags else 0
             if lag:
                 pieces.append([self.copy_token(lag)])
             pieces.append(bar)
