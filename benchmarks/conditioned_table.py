@@ -24,6 +24,9 @@ Usage::
 
     nice -n 10 .venv/bin/python benchmarks/conditioned_table.py --num 50 --out out/conditioned_table
 
+``--pool DIR [DIR ...]`` reads tables already written (say, seeds 0, 10, 20, 30: 200 tunes per style) and
+prints each style's agreement and median typicality over all their tunes, with the range over the tables.
+
 Notebook: 09_judging_generated_music.ipynb
 """
 from __future__ import annotations
@@ -82,16 +85,25 @@ def main(argv=None) -> int:
                         help="guidance towards the style asked for (default: generate's, labkit.conditioned.DEFAULT_GUIDANCE)")
     parser.add_argument("--plausibility", type=float, default=None,
                         help="guidance's plausibility constraint (default: labkit.conditioned.DEFAULT_PLAUSIBILITY)")
+    parser.add_argument("--posterior", type=float, default=None,
+                        help="guidance's contrast: the styles weighted by exp(POSTERIOR x their log-likelihood of the "
+                             "tune so far); 0, the prior's equal weights (default: labkit.conditioned.DEFAULT_POSTERIOR)")
     parser.add_argument("--rhythm-share", type=float, default=None,
                         help="guidance on the rhythm as a share of --guidance (default: labkit.conditioned.DEFAULT_RHYTHM_SHARE)")
     parser.add_argument("--temper", choices=("pitch", "all"), default=None,
                         help="what the temperature shapes (default: labkit.conditioned.DEFAULT_TEMPER)")
     parser.add_argument("--styles", nargs="+", default=None, help="default: the five main styles")
     parser.add_argument("--checkpoint", default=None, help="default: the shipped conditioned model")
+    parser.add_argument("--pool", nargs="+", metavar="DIR", default=None,
+                        help="pool the tables already written in these folders (no generation)")
     parser.add_argument("--out", default="out/conditioned_table", help="where the tunes and table.json go")
     args = parser.parse_args(argv)
+    if args.pool:
+        print(pooled(args.pool))
+        return 0
 
-    from labkit.conditioned import (DEFAULT_GUIDANCE, DEFAULT_PLAUSIBILITY, DEFAULT_RHYTHM_SHARE, DEFAULT_TEMPER,
+    from labkit.conditioned import (DEFAULT_GUIDANCE, DEFAULT_PLAUSIBILITY, DEFAULT_POSTERIOR, DEFAULT_RHYTHM_SHARE,
+                                    DEFAULT_TEMPER,
                                     load_conditioned_model, parse_key, sample_to_order,
                                     shipped_conditioned_path)
     from labkit.generate import write_outputs
@@ -104,6 +116,7 @@ def main(argv=None) -> int:
     plausibility = DEFAULT_PLAUSIBILITY if args.plausibility is None else args.plausibility
     temper = DEFAULT_TEMPER if args.temper is None else args.temper
     share = DEFAULT_RHYTHM_SHARE if args.rhythm_share is None else args.rhythm_share
+    posterior = DEFAULT_POSTERIOR if args.posterior is None else args.posterior
     model, _, encoding, meta = load_conditioned_model(args.checkpoint)
     doc_path = (Path(args.checkpoint) if args.checkpoint else shipped_conditioned_path()).with_suffix(".json")
     doc = json.loads(doc_path.read_text()) if doc_path.is_file() else {}
@@ -117,12 +130,13 @@ def main(argv=None) -> int:
         typical = meta["typical"][style]
         tunes = sample_to_order(model, encoding, style=style, meter=typical["meter"], key=parse_key(typical["key"]),
                                 num=args.num, temperature=args.temperature, seed=args.seed + index, guidance=guidance,
-                                plausibility=plausibility, temper=temper, rhythm_share=share)
+                                plausibility=plausibility, temper=temper, rhythm_share=share,
+                                posterior=posterior)
         folder = out / style
         write_outputs([m for m, _ in tunes], folder, settings={"style": style, **typical, "seed": args.seed + index,
                                                                "temperature": args.temperature, "guidance": guidance,
                                                                "plausibility": plausibility, "temper": temper,
-                                                               "rhythm_share": share})
+                                                               "rhythm_share": share, "posterior": posterior})
         report = judge_paths([folder], style=style, model=style_model)
         verdicts = report["style_verdicts"]
         real = real_typicality(style, style_model, typical["meter"])
@@ -145,11 +159,37 @@ def main(argv=None) -> int:
         print(f"{style}: done in {rows[-1]['seconds']} s", file=sys.stderr)
     result = {"rows": rows, "bits_per_event": {"conditioned": cond_bits, "unconditioned": base_bits},
               "num": args.num, "seed": args.seed, "temperature": args.temperature, "guidance": guidance,
-              "plausibility": plausibility, "temper": temper, "rhythm_share": share}
+              "plausibility": plausibility, "temper": temper, "rhythm_share": share, "posterior": posterior}
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.json").write_text(json.dumps(result, indent=1) + "\n")
     print(format_table(result))
     return 0
+
+
+def pooled(folders) -> str:
+    """A Markdown table: per style, the agreement and median typicality over the tunes of every table in
+    ``folders`` (each written by :func:`main`), the range of the tables' own figures, and the real IQR."""
+    from labkit.midi_io import read_midi
+    from labkit.style.model import load_style_model
+    from labkit.style.scoring import melody_from_sequence, score_melodies
+
+    model = load_style_model()
+    tables = [json.loads((Path(f) / "table.json").read_text()) for f in folders]
+    lines = [f"Pooled over {len(tables)} tables (seeds {', '.join(str(t['seed']) for t in tables)}):", "",
+             "| style | tunes | agreement (range) | median typicality (range; real IQR same metre) | "
+             "min overlap (range) |", "|---|---|---|---|---|"]
+    for style in [r["style"] for r in tables[0]["rows"]]:
+        rows = [next(r for r in t["rows"] if r["style"] == style) for t in tables]
+        melodies = [melody_from_sequence(read_midi(p)) for f in folders for p in sorted((Path(f) / style).glob("*.mid"))]
+        records = score_melodies(model, melodies, style)
+        agree = np.mean([r["style"] == style for r in records])
+        typ = float(np.median([r["typicality"] for r in records]))
+        m1, m3 = rows[0]["real_metre_iqr"]
+        span = lambda key, fmt: f"{fmt(min(r[key] for r in rows))}-{fmt(max(r[key] for r in rows))}"
+        lines.append(f"| {style} | {len(melodies)} | {agree:.0%} ({span('agreement', lambda x: f'{x:.0%}')}) | "
+                     f"{typ:.3f} ({span('median_typicality', lambda x: f'{x:.3f}')}; {m1:.3f}-{m3:.3f}"
+                     f"{'' if m1 <= typ <= m3 else ' OUT'}) | {span('min_overlap', lambda x: f'{x:.2f}')} |")
+    return "\n".join(lines)
 
 
 def format_table(result: dict) -> str:

@@ -347,7 +347,8 @@ def to_order_stage(report: Report, settings: DemoSettings, *, seed: int = 0) -> 
     Returns one record per style: ``{"style", "meter", "key", "tunes", "ended", "agreement", "median_overlap",
     "min_overlap", "min_feature"}`` (an empty list when the shipped conditioned model is missing).
     """
-    from labkit.conditioned import DEFAULT_GUIDANCE, load_conditioned_model, parse_key, sample_to_order
+    from labkit.conditioned import (DEFAULT_GUIDANCE, DEFAULT_POSTERIOR, load_conditioned_model, parse_key,
+                                    sample_to_order)
     from labkit.errors import LabkitError
     from labkit.generate import write_outputs
     from labkit.judge import compare_sets, corpus_paths, read_tunes, style_verdicts, tune_features
@@ -386,7 +387,8 @@ def to_order_stage(report: Report, settings: DemoSettings, *, seed: int = 0) -> 
                         "min_overlap": overlaps.get(worst), "min_feature": worst})
     report.add(f"The shipped conditioned model (`labkit/assets/melody_conditioned.npz`) asked for {settings.order_num} "
                f"whole tunes per style, each in its style's typical metre and key, temperature {settings.temperature:g} "
-               f"on the choice of pitch, guidance {DEFAULT_GUIDANCE:g} towards the style asked for (`generate`'s "
+               f"on the choice of pitch, guidance {DEFAULT_GUIDANCE:g} towards the style asked for and away from "
+               f"the styles the tune so far is taken for (posterior weights, {DEFAULT_POSTERIOR:g}; `generate`'s "
                f"defaults), at most {settings.order_max_steps} steps; nothing selected afterwards. *Agrees*: the share of the "
                "tunes the shipped style model calls the style asked for; *overlap*: the judge's overlap area "
                f"(Yang and Lerch 2018) with the style's first {settings.order_real} real test tunes, median and "

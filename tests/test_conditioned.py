@@ -1,6 +1,7 @@
 """Generation to order (labkit.conditioned): tokens with a prefix, bar lines and an end; training; sampling; the CLI."""
 import json
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -9,9 +10,11 @@ from flax import nnx
 
 from labkit import cli
 from labkit.checkpoint import save_model
-from labkit.conditioned import (COPY_LAGS, DEFAULT_GUIDANCE, DEFAULT_MAX_STEPS, NUMBERED_BARS, UNKNOWN_METER, ConditionedEncoding, conditioned_scores,
-                                corpus_tunes, load_conditioned_model, parse_key, parse_meter, sample_to_order,
-                                shipped_conditioned_path, train_batches, tune_row, valid_batches)
+from labkit.conditioned import (COPY_LAGS, DEFAULT_GUIDANCE, DEFAULT_MAX_STEPS, DEFAULT_PLAUSIBILITY, DEFAULT_POSTERIOR,
+                                DEFAULT_RHYTHM_SHARE, DEFAULT_TEMPER, NUMBERED_BARS, UNKNOWN_METER,
+                                ConditionedEncoding, conditioned_scores, corpus_tunes, load_conditioned_model,
+                                parse_key, parse_meter, sample_to_order, shipped_conditioned_path, train_batches,
+                                tune_row, valid_batches)
 from labkit.data import MelodySet
 from labkit.errors import ConfigError
 from labkit.melody import Melody
@@ -296,13 +299,13 @@ def test_scores_count_copied_events_and_charge_the_copy_tokens():
 
 # --- guidance towards the style asked for ---------------------------------------------------------------
 
-def _styled_model(copy_bias: float = 0.0, hold_bias: float = 0.0):
+def _styled_model(copy_bias: float = 0.0, hold_bias: float = 0.0, style_scale: float = 6.0):
     """A tiny untrained model that hears its conditions at every step, so that the style changes every next token."""
     cfg = ModelConfig(vocab_size=ENC.vocab_size, embed_dim=16, hidden_size=16, num_layers=1, dropout=0.0,
                       condition_tokens=3)
     model = make_model(cfg, 5)
     embed = np.asarray(model.embed.embedding[...]).copy()
-    embed[ENC.style_token("irish")] *= 6.0                                 # a style that matters
+    embed[ENC.style_token("irish")] *= style_scale                         # a style that matters
     model.embed.embedding = nnx.Param(jnp.asarray(embed))
     bias = np.zeros(ENC.vocab_size, np.float32)
     bias[ENC.copy_base:] = copy_bias
@@ -348,6 +351,51 @@ def test_guided_sampling_draws_from_the_guided_distribution():
     expected[on] = plain[on].sum() * guided[on] / guided[on].sum()
     assert abs(seen[on].sum() - plain[on].sum()) < 0.015 and abs(guided[on].sum() - plain[on].sum()) > 0.03
     assert 0.5 * np.abs(seen - expected).sum() < 0.045
+
+
+def _second_event_distribution(model, guidance, posterior):
+    """By hand: the distribution of a tune's second event, over every first event, when guidance's contrast
+    weighs each style by exp(posterior x its log-probability of the first event)."""
+    from labkit.conditioned import guided_logits
+
+    rows = list(ENC.styles)                                              # "irish" (asked for) first
+    start = [ENC.prefix(s, "6/8", 2, "major").tolist() + [ENC.bar_token(1)] for s in rows]
+    first = _first_event_distribution(model, guidance)
+    logp_first = np.asarray(jax.nn.log_softmax(model(jnp.asarray(np.array(start, np.int32)))[:, -1], axis=-1))
+    events = np.arange(ENC.bar)
+    tokens = np.array([start[s] + [int(f)] for f in events for s in range(len(rows))], np.int32)
+    logits = np.asarray(model(jnp.asarray(tokens)))[:, -1].reshape(len(events), len(rows), -1)
+    weights = jax.nn.log_softmax(posterior * logp_first[:, events].T, axis=1)        # [first event, style]
+    guided = np.array(guided_logits(jnp.asarray(logits), guidance, weights))
+    ids = np.arange(ENC.vocab_size)
+    guided[:, (ids >= ENC.bar) & (ids != ENC.end)] = -np.inf             # an event or the end may come second
+    second = np.exp(guided - guided.max(axis=1, keepdims=True))
+    second /= second.sum(axis=1, keepdims=True)
+    return first[events] @ second
+
+
+def test_posterior_contrast_weighs_the_styles_by_what_they_make_of_the_tune():
+    from labkit.conditioned import guided_logits
+
+    # by hand: equal weights are the default mixture; all the weight on the asked style leaves no guidance
+    logits = jnp.log(jnp.array([[[0.5, 0.5], [0.9, 0.1]]]))
+    even = jnp.log(jnp.array([[0.5, 0.5]]))
+    assert np.allclose(guided_logits(logits, 1.0, even), guided_logits(logits, 1.0))
+    own = jnp.log(jnp.array([[1.0, 0.0]]))
+    assert np.allclose(jax.nn.softmax(guided_logits(logits, 3.0, own))[0], [0.5, 0.5])
+    # sampled: the second event follows the distribution by hand, and the posterior weighting changes it
+    model = _styled_model()
+    expected, prior = _second_event_distribution(model, 4.0, 10.0), _second_event_distribution(model, 4.0, 0.0)
+    assert 0.5 * np.abs(expected - prior).sum() > 0.1
+    for posterior, want in ((10.0, expected), (0.0, prior)):
+        tunes = sample_to_order(model, ENC, style="irish", meter="6/8", key="D", num=20000, max_steps=2,
+                                temperature=1.0, guidance=4.0, rhythm_share=1.0, plausibility=0.0, seed=11,
+                                posterior=posterior)
+        second = np.array([info["tokens"][6] for _, info in tunes])
+        seen = np.bincount(second, minlength=ENC.vocab_size) / len(second)
+        assert 0.5 * np.abs(seen - want).sum() < 0.045
+    with pytest.raises(ConfigError, match="posterior"):
+        sample_to_order(model, ENC, style="irish", meter="6/8", key="D", num=2, max_steps=4, posterior=-1.0)
 
 
 def test_guidance_zero_is_plain_sampling_and_guided_tunes_keep_the_grammar():
@@ -547,6 +595,10 @@ def test_cli_guidance_is_passed_on_and_recorded(tmp_path, checkpoint, monkeypatc
         summary = json.loads((out / "generation.json").read_text())
         expected = DEFAULT_GUIDANCE if guidance is None else float(guidance)
         assert summary["settings"]["guidance"] == seen[-1] == expected and summary["settings"]["style"] == "irish"
+        # the rest of the sampling is sample_to_order's defaults, and the file says which
+        assert {k: summary["settings"][k] for k in ("posterior", "rhythm_share", "plausibility", "temper")} == {
+            "posterior": DEFAULT_POSTERIOR, "rhythm_share": DEFAULT_RHYTHM_SHARE, "plausibility": DEFAULT_PLAUSIBILITY,
+            "temper": DEFAULT_TEMPER}
     assert seen == [0.0, 2.5, DEFAULT_GUIDANCE]
 
 
