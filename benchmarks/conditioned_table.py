@@ -87,7 +87,8 @@ def main(argv=None) -> int:
                         help="guidance's plausibility constraint (default: labkit.conditioned.DEFAULT_PLAUSIBILITY)")
     parser.add_argument("--posterior", type=float, default=None,
                         help="guidance's contrast: the styles weighted by exp(POSTERIOR x their log-likelihood of the "
-                             "tune so far); 0, the prior's equal weights (default: labkit.conditioned.DEFAULT_POSTERIOR)")
+                             "tune so far); 0, the prior's equal weights "
+                             "(default: labkit.conditioned.DEFAULT_POSTERIOR)")
     parser.add_argument("--rhythm-share", type=float, default=None,
                         help="guidance on the rhythm as a share of --guidance (default: labkit.conditioned.DEFAULT_RHYTHM_SHARE)")
     parser.add_argument("--temper", choices=("pitch", "all"), default=None,
@@ -180,7 +181,8 @@ def pooled(folders) -> str:
              "min overlap (range) |", "|---|---|---|---|---|"]
     for style in [r["style"] for r in tables[0]["rows"]]:
         rows = [next(r for r in t["rows"] if r["style"] == style) for t in tables]
-        melodies = [melody_from_sequence(read_midi(p)) for f in folders for p in sorted((Path(f) / style).glob("*.mid"))]
+        paths = [p for f in folders for p in sorted((Path(f) / style).glob("*.mid"))]
+        melodies = [melody_from_sequence(read_midi(p)) for p in paths]
         records = score_melodies(model, melodies, style)
         agree = np.mean([r["style"] == style for r in records])
         typ = float(np.median([r["typicality"] for r in records]))

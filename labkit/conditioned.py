@@ -823,7 +823,8 @@ def sample_to_order(model, encoding: ConditionedEncoding, *, style: str, meter: 
                     top_p: float = 1.0, seed: int = 0, qpm: float = DEFAULT_QPM,
                     guidance: float = DEFAULT_GUIDANCE, contrast=None,
                     plausibility: float = DEFAULT_PLAUSIBILITY, temper: str = DEFAULT_TEMPER,
-                    rhythm_share: float = DEFAULT_RHYTHM_SHARE, posterior: float = DEFAULT_POSTERIOR) -> list[tuple[Melody, dict]]:
+                    rhythm_share: float = DEFAULT_RHYTHM_SHARE,
+                    posterior: float = DEFAULT_POSTERIOR) -> list[tuple[Melody, dict]]:
     """``num`` whole tunes of ``style`` in ``meter`` and ``key``: ``[(melody, info)]`` (see :meth:`ConditionedEncoding.decode`;
     ``info["tokens"]`` is the tune's token row, prefix to ``END``).
 

@@ -9,8 +9,9 @@ tunes of that style, metre and key, with bar lines and an end of their own; each
 time signature, key signature and tempo. A flag left out takes the style's typical value (the most
 common metre and key of its training tunes; the style defaults to irish). ``--length`` is then the cap
 of a tune in steps (default 1024), ``--temperature`` shapes the choice of pitch only (when notes begin and
-end is left to the model), and ``--guidance W`` pushes every note towards the style asked for and away
-from the other styles (default ``labkit.conditioned.DEFAULT_GUIDANCE``; 0: the model as it is). Without these flags (or with ``--unconditioned``) the unconditioned
+end is left to the model), and ``--guidance W`` pushes every token towards the style asked for and away
+from the styles the tune so far could be taken for (default ``labkit.conditioned.DEFAULT_GUIDANCE``; 0: the
+model as it is; see :func:`labkit.conditioned.sample_to_order`). Without these flags (or with ``--unconditioned``) the unconditioned
 model of notebook 04 writes ``--length`` steps after a primer, as before. One file per melody: ``melody_001.mid``, ...;
 ``--audio`` adds ``melody_001.wav``, ``--piano-roll`` adds ``melody_001.png``;
 ``generation.json`` records the settings. The same seed writes byte-identical files.
@@ -81,8 +82,9 @@ def register(subparsers) -> None:
                         help="to order: the key, e.g. D, F#m, Bb major (default: the style's typical one)")
     parser.add_argument("--guidance", type=number(0, 20, what="guidance", rule="be a number from 0 to 20"),
                         default=None, metavar="W",
-                        help="to order: how hard each note is pushed towards the style asked for and away from "
-                             "the other styles, 0..20 (0 = the model as it is; default: "
+                        help="to order: how hard each token is pushed towards the style asked for and away "
+                             "from the styles the tune so far could be taken for, 0..20 (0 = the model as it "
+                             "is; default: "
                              "labkit.conditioned.DEFAULT_GUIDANCE)")
     parser.add_argument("--unconditioned", action="store_true",
                         help="use the unconditioned model (notebook 04's; also the default without "
