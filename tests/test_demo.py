@@ -14,7 +14,7 @@ def test_settings_full_quick_and_overrides():
 
     assert demo.DemoSettings().temperature == DEFAULT_TEMPERATURE
     full, quick = demo.demo_settings(quick=False), demo.demo_settings(quick=True)
-    assert demo._schedule(full, from_scratch=False) == (150, 5e-4)
+    assert demo._schedule(full, from_scratch=False) == (600, 5e-4)
     assert demo._schedule(demo.demo_settings(train=True, quick=False), from_scratch=True) == (400, 3e-3)
     assert quick.quick and quick.steps < 10 and quick.length < full.length
     assert demo.demo_settings(quick=False, num=7, temperature=None).num == 7

@@ -20,15 +20,15 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=seed, default=0, help="seed of every random choice, 0..4294967295 (default: 0)")
     parser.add_argument("--train", action="store_true",
                         help="train a small LSTM from scratch (about 400 steps) instead of fine-tuning the "
-                             "shipped model (150 steps, the default)")
+                             "shipped model (600 steps, the default)")
     parser.add_argument("--style", default=None,
                         help="corpus style the model stage trains on (default: chinese)")
     parser.add_argument("--steps", type=integer(1, MAX_TRAIN_STEPS), default=None,
                         help="training steps (overrides the default)")
     parser.add_argument("--num", type=integer(1, MAX_MELODIES), default=None,
-                        help=f"melodies to generate, 1..{MAX_MELODIES} (default: 4)")
+                        help=f"melodies to generate, 1..{MAX_MELODIES} (default: 8)")
     parser.add_argument("--length", type=integer(1, MAX_GENERATED_STEPS), default=None,
-                        help=f"steps per generated melody after the primer, 1..{MAX_GENERATED_STEPS} (default: 128)")
+                        help=f"steps per generated melody after the primer, 1..{MAX_GENERATED_STEPS} (default: 256)")
     parser.add_argument("--temperature", type=temperature, default=None,
                         help="sampling temperature, 0.001..1000 (default: 0.8)")
     parser.add_argument("--to-order", nargs="+", default=None, metavar="STYLE",
