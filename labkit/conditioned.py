@@ -818,6 +818,17 @@ def _sample_jit(graphdef, state, prefix, bar_steps, max_events, key, temperature
     return jnp.concatenate([asked, tokens.T], axis=1), final[7]
 
 
+def guidance_defaults() -> dict:
+    """The sampling settings :func:`sample_to_order` takes from this module's defaults when a caller leaves
+    them out (``generate`` and the sampling studio record them beside their tunes).
+
+    >>> sorted(guidance_defaults())
+    ['plausibility', 'posterior', 'rhythm_share', 'temper']
+    """
+    return {"posterior": DEFAULT_POSTERIOR, "rhythm_share": DEFAULT_RHYTHM_SHARE,
+            "plausibility": DEFAULT_PLAUSIBILITY, "temper": DEFAULT_TEMPER}
+
+
 def sample_to_order(model, encoding: ConditionedEncoding, *, style: str, meter: str, key: str | tuple,
                     num: int = 4, max_steps: int = DEFAULT_MAX_STEPS, temperature: float = 0.8, top_k: int = 0,
                     top_p: float = 1.0, seed: int = 0, qpm: float = DEFAULT_QPM,

@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from labkit.checkpoint import load_melody_model, read_meta
-from labkit.conditioned import (DEFAULT_GUIDANCE, DEFAULT_MAX_STEPS, ConditionedEncoding, key_name,
+from labkit.conditioned import (DEFAULT_GUIDANCE, DEFAULT_MAX_STEPS, ConditionedEncoding, guidance_defaults, key_name,
                                 load_conditioned_model, parse_key, sample_to_order, shipped_conditioned_path)
 from labkit.encoding import MelodyEncoding
 from labkit.errors import CheckpointError, ConfigError, LabkitError
@@ -512,7 +512,7 @@ class SamplingStudio:
         folder = self.out_dir / (f"{slug}_n{config.num_samples}_cap{config.length}_T{config.temperature:.2f}_"
                                  f"k{config.top_k}_p{config.top_p:.2f}_g{guidance:.2f}_seed{config.seed}")
         order = {"style": style, "meter": meter, "key": key, "max_steps": config.length, "guidance": guidance}
-        settings = {"model": "conditioned", **order, "qpm": qpm, "ended": ended,
+        settings = {"model": "conditioned", **order, **guidance_defaults(), "qpm": qpm, "ended": ended,
                     **{k: getattr(config, k) for k in ("num_samples", "temperature", "top_k", "top_p", "seed")}}
         records = write_outputs(melodies, folder, settings=settings, program=program)
         sequences = [melody_to_sequence(m, program=program) for m in melodies]

@@ -17,7 +17,7 @@ import pytest  # noqa: E402
 
 from labkit import midi_io  # noqa: E402
 from labkit.encoding import MelodyEncoding  # noqa: E402
-from labkit.conditioned import DEFAULT_GUIDANCE  # noqa: E402
+from labkit.conditioned import DEFAULT_GUIDANCE, guidance_defaults  # noqa: E402
 from labkit.errors import ConfigError, LabkitError  # noqa: E402
 from labkit.melody import Melody, melody_to_sequence  # noqa: E402
 from labkit.models import ModelConfig, make_model  # noqa: E402
@@ -344,6 +344,9 @@ def test_to_order_writes_the_chosen_time_and_key_signatures(ordered):
     plain = sample_to_order(model, enc, style="german", meter="6/8", key="F#m", num=2, max_steps=48,
                             temperature=0.8, seed=21, guidance=0.0)
     assert ordered.last_result.order["guidance"] == 0.0 and "_g0.00_" in str(ordered.last_result.midi_paths[0])
+    # generation.json says how the tunes were sampled, guidance's other settings included
+    recorded = json.loads((ordered.last_result.midi_paths[0].parent / "generation.json").read_text())["settings"]
+    assert recorded["guidance"] == 0.0 and {k: recorded[k] for k in guidance_defaults()} == guidance_defaults()
     for (melody, info), row in zip(plain, ordered.last_result.tokens):
         np.testing.assert_array_equal(row[:len(info["tokens"])], info["tokens"])
 

@@ -140,9 +140,8 @@ def _run(args) -> int:
 def _run_to_order(args) -> int:
     """Handler of ``--style/--meter/--key``: whole tunes from the conditioned model (see the module docstring)."""
     from labkit._common import display_name
-    from labkit.conditioned import (DEFAULT_GUIDANCE, DEFAULT_PLAUSIBILITY, DEFAULT_POSTERIOR, DEFAULT_RHYTHM_SHARE,
-                                    DEFAULT_TEMPER, load_conditioned_model, parse_key, parse_meter,
-                                    sample_to_order, key_name)
+    from labkit.conditioned import (DEFAULT_GUIDANCE, guidance_defaults, load_conditioned_model, parse_key,
+                                    parse_meter, sample_to_order, key_name)
     from labkit.errors import ConfigError
     from labkit.generate import check_outputs, check_settings, write_outputs
 
@@ -188,8 +187,7 @@ def _run_to_order(args) -> int:
     settings = {"checkpoint": args.checkpoint or "shipped (labkit/assets/melody_conditioned.npz)",
                 "style": style, "meter": meter, "key": key_name(*key), "num": args.num, "max_steps": length,
                 "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "seed": args.seed,
-                "guidance": guidance, "posterior": DEFAULT_POSTERIOR, "rhythm_share": DEFAULT_RHYTHM_SHARE,
-                "plausibility": DEFAULT_PLAUSIBILITY, "temper": DEFAULT_TEMPER, "qpm": args.qpm,
+                "guidance": guidance, **guidance_defaults(), "qpm": args.qpm,
                 "ended": [info["ended"] for _, info in tunes]}
     records = write_outputs([m for m, _ in tunes], args.out, audio=args.audio, piano_roll=args.piano_roll,
                             settings=settings)
